@@ -1,0 +1,244 @@
+from datetime import timedelta
+
+from django.contrib import admin, messages
+from django.db.models import Count, QuerySet
+from django.http import HttpRequest, HttpResponse
+from django.template.response import TemplateResponse
+from django.urls import reverse
+from django.utils import timezone
+
+from devices import services
+from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
+from homepot.errors import ServiceError
+
+
+def show_secrets_once(
+    request: HttpRequest, *, title: str, label: str, secrets: list[tuple[str, str]], back_url: str
+) -> TemplateResponse:
+    """Render secrets straight into the response: never stored, never shown again."""
+    context = {
+        **admin.site.each_context(request),
+        "title": title,
+        "label": label,
+        "secrets": secrets,
+        "back_url": back_url,
+    }
+    response = TemplateResponse(request, "admin/devices/secrets_once.html", context)
+    response["Cache-Control"] = "no-store"
+    return response
+
+
+class ReadOnlyAdmin(admin.ModelAdmin):
+    def has_add_permission(self, request: HttpRequest) -> bool:
+        return False
+
+    def has_change_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+    def has_delete_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+@admin.register(Site)
+class SiteAdmin(admin.ModelAdmin):
+    list_display = ["site_id", "name", "location", "device_count", "created_at"]
+    search_fields = ["site_id", "name", "location"]
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).annotate(device_count=Count("devices"))
+
+    @admin.display(ordering="device_count", description="devices")
+    def device_count(self, site: Site) -> int:
+        return site.device_count
+
+
+class CredentialInline(admin.TabularInline):
+    model = DeviceCredential
+    fields = ["key_id", "created_at", "created_by", "last_used_at", "expires_at", "revoked_at"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+
+    def has_add_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return False
+
+
+class EventInline(admin.TabularInline):
+    model = Event
+    fields = ["created_at", "kind", "message", "data"]
+    readonly_fields = fields
+    extra = 0
+    can_delete = False
+    max_num = 0
+    verbose_name_plural = "events"
+
+    def get_queryset(self, request: HttpRequest) -> QuerySet:
+        return super().get_queryset(request).order_by("-created_at")
+
+
+@admin.register(Device)
+class DeviceAdmin(admin.ModelAdmin):
+    list_display = [
+        "device_id",
+        "name",
+        "site",
+        "device_type",
+        "status",
+        "last_seen",
+        "is_simulated",
+        "agent_version",
+    ]
+    list_filter = ["status", "site", "device_type", "is_simulated"]
+    search_fields = ["device_id", "name", "ip_address"]
+    list_select_related = ["site"]
+    readonly_fields = [
+        "status",
+        "last_seen",
+        "agent_version",
+        "attributes",
+        "created_at",
+        "decommissioned_at",
+    ]
+    inlines = [CredentialInline, EventInline]
+    actions = ["rotate_keys", "revoke_keys", "decommission"]
+
+    def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
+        # The public id is fixed once the device exists: agents and history use it.
+        return [*self.readonly_fields, "device_id"] if obj else self.readonly_fields
+
+    def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:  # noqa: ANN001
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        data = {
+            f: form.cleaned_data[f] for f in ["name", "device_type", "ip_address", "is_simulated"]
+        }
+        device, issued = services.device_register(
+            site_id=form.cleaned_data["site"].site_id,
+            actor=request.user,
+            enrollment_token=None,
+            device_id=form.cleaned_data["device_id"],
+            checkin_interval_seconds=int(form.cleaned_data["checkin_interval"].total_seconds()),
+            **data,
+        )
+        obj.pk = device.pk
+        request._homepot_secrets = [(device.device_id, issued.api_key)]
+
+    def response_add(
+        self, request: HttpRequest, obj: Device, post_url_continue=None
+    ) -> HttpResponse:  # noqa: ANN001
+        return show_secrets_once(
+            request,
+            title=f"API key of {obj.device_id}",
+            label="device",
+            secrets=request._homepot_secrets,
+            back_url=reverse("admin:devices_device_change", args=[obj.pk]),
+        )
+
+    def has_rotate_key_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("devices.rotate_key")
+
+    def has_revoke_key_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("devices.revoke_key")
+
+    def has_decommission_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("devices.decommission")
+
+    @admin.action(
+        description="Rotate API key (shows the new keys once)", permissions=["rotate_key"]
+    )
+    def rotate_keys(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
+        secrets = []
+        for device in queryset:
+            try:
+                issued = services.device_key_rotate(device=device, actor=request.user)
+            except ServiceError as exc:
+                self.message_user(request, f"{device}: {exc.message}", messages.WARNING)
+                continue
+            secrets.append((device.device_id, issued.api_key))
+        if not secrets:
+            return None
+        return show_secrets_once(
+            request,
+            title="New API keys",
+            label="device",
+            secrets=secrets,
+            back_url=reverse("admin:devices_device_changelist"),
+        )
+
+    @admin.action(description="Revoke all API keys", permissions=["revoke_key"])
+    def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
+        count = sum(services.device_keys_revoke(device=d, actor=request.user) for d in queryset)
+        self.message_user(request, f"Revoked {count} keys.")
+
+    @admin.action(description="Decommission", permissions=["decommission"])
+    def decommission(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for device in queryset.filter(decommissioned_at__isnull=True):
+            services.device_decommission(device=device, actor=request.user)
+        self.message_user(request, "Decommissioned the selected devices.")
+
+
+@admin.register(EnrollmentToken)
+class EnrollmentTokenAdmin(admin.ModelAdmin):
+    list_display = ["__str__", "site", "label", "uses", "max_uses", "expires_at", "revoked_at"]
+    list_filter = ["site"]
+    fields = ["site", "label", "expires_at", "max_uses"]
+    actions = ["revoke"]
+
+    def get_readonly_fields(
+        self, request: HttpRequest, obj: EnrollmentToken | None = None
+    ) -> list[str]:
+        return (
+            ["site", "label", "expires_at", "max_uses", "uses", "revoked_at", "created_by"]
+            if obj
+            else []
+        )
+
+    def get_fields(self, request: HttpRequest, obj: EnrollmentToken | None = None) -> list[str]:
+        return self.get_readonly_fields(request, obj) if obj else self.fields
+
+    def get_changeform_initial_data(self, request: HttpRequest) -> dict:
+        return {"expires_at": timezone.now() + timedelta(hours=24), "max_uses": 1}
+
+    def save_model(self, request: HttpRequest, obj: EnrollmentToken, form, change: bool) -> None:  # noqa: ANN001
+        issued = services.enrollment_token_create(
+            actor=request.user,
+            site=obj.site,
+            expires_in=obj.expires_at - timezone.now(),
+            max_uses=obj.max_uses,
+            label=obj.label,
+        )
+        obj.pk = issued.enrollment.pk
+        request._homepot_secrets = [(str(issued.enrollment), issued.token)]
+
+    def response_add(
+        self, request: HttpRequest, obj: EnrollmentToken, post_url_continue=None
+    ) -> HttpResponse:  # noqa: ANN001
+        return show_secrets_once(
+            request,
+            title="New enrollment token",
+            label="token",
+            secrets=request._homepot_secrets,
+            back_url=reverse("admin:devices_enrollmenttoken_changelist"),
+        )
+
+    @admin.action(description="Revoke", permissions=["change"])
+    def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for enrollment in queryset:
+            services.enrollment_token_revoke(actor=request.user, enrollment=enrollment)
+        self.message_user(request, "Revoked the selected tokens.")
+
+
+@admin.register(Event)
+class EventAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "kind", "device", "message"]
+    list_filter = ["kind"]
+    search_fields = ["device__device_id", "message"]
+    list_select_related = ["device"]
+
+
+@admin.register(AuditEntry)
+class AuditEntryAdmin(ReadOnlyAdmin):
+    list_display = ["created_at", "actor", "action", "target_type", "target_id"]
+    list_filter = ["action", "target_type"]
+    search_fields = ["actor", "target_id"]

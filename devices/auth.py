@@ -1,0 +1,211 @@
+"""Device authentication: X-Device-ID + X-API-Key.
+
+Only the first check of a key pays bcrypt. A verified key is remembered in the
+shared cache under a SHA-256 of device id and key, tagged with the device's
+current *auth generation*. Rotating, revoking or decommissioning replaces the
+generation, which invalidates every remembered key of the device at once, on
+every worker. One cache round trip (MGET of entry and generation) answers a
+request whose key was seen before.
+"""
+
+import logging
+import secrets
+import time
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from django.conf import settings
+from django.core.cache import cache
+from django.db import transaction
+from django.utils import timezone
+from rest_framework.authentication import BaseAuthentication
+from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled
+from rest_framework.permissions import BasePermission
+from rest_framework.request import Request
+from rest_framework.throttling import BaseThrottle
+from rest_framework.views import APIView
+
+from devices.keys import parse_api_key, secret_matches, sha256_hex
+from devices.models import DeviceCredential
+
+logger = logging.getLogger(__name__)
+
+DEVICE_ID_HEADER = "X-Device-ID"
+API_KEY_HEADER = "X-API-Key"
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The authenticated device: what a device request acts as, and nothing else."""
+
+    pk: int
+    device_id: str
+    site_pk: int
+    credential_pk: int
+
+    is_authenticated: ClassVar[bool] = True
+    is_anonymous: ClassVar[bool] = False
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+def _generation_key(device_id: str) -> str:
+    return f"devauth:gen:{device_id}"
+
+
+def _entry_key(device_id: str, api_key: str) -> str:
+    return f"devauth:key:{sha256_hex(device_id, api_key)}"
+
+
+def auth_generation_reset(device_id: str) -> None:
+    """Forget every cached key of the device, now and again after commit.
+
+    The second reset closes the race with a request that read the credential
+    row before this transaction committed and is about to cache it.
+    """
+    cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=None)
+    transaction.on_commit(
+        lambda: cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=None)
+    )
+
+
+def _current_generation(device_id: str) -> str:
+    key = _generation_key(device_id)
+    cache.add(key, secrets.token_hex(8), timeout=None)
+    return cache.get(key)
+
+
+def _failure_keys(device_id: str, client_address: str) -> tuple[str, str]:
+    return (f"devauth:fail:dev:{sha256_hex(device_id)}", f"devauth:fail:ip:{client_address}")
+
+
+def _refuse_if_throttled(device_id: str, client_address: str) -> None:
+    by_device, by_address = _failure_keys(device_id, client_address)
+    counts = cache.get_many([by_device, by_address])
+    if (
+        counts.get(by_device, 0) >= settings.DEVICE_AUTH_FAILURES_PER_DEVICE
+        or counts.get(by_address, 0) >= settings.DEVICE_AUTH_FAILURES_PER_ADDRESS
+    ):
+        raise Throttled(
+            wait=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS,
+            detail="Too many failed authentication attempts; try again later.",
+        )
+
+
+def _count_failure(device_id: str, client_address: str) -> None:
+    for key in _failure_keys(device_id, client_address):
+        cache.add(key, 0, timeout=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
+        try:
+            cache.incr(key)
+        except ValueError:  # expired between add and incr
+            cache.set(key, 1, timeout=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
+
+
+def _verify_against_database(device_id: str, api_key: str) -> DeviceCredential | None:
+    parsed = parse_api_key(api_key)
+    if parsed is None:
+        return None
+    credential = (
+        DeviceCredential.objects.select_related("device")
+        .filter(key_id=parsed.key_id, device__device_id=device_id)
+        .first()
+    )
+    if credential is None or credential.device.decommissioned_at is not None:
+        return None
+    if not credential.is_usable(timezone.now()):
+        return None
+    if not secret_matches(parsed.secret, credential.key_hash):
+        return None
+    return credential
+
+
+def _entry_for(credential: DeviceCredential, generation: str) -> dict[str, Any]:
+    device = credential.device
+    return {
+        "gen": generation,
+        "pk": device.pk,
+        "device_id": device.device_id,
+        "site_pk": device.site_id,
+        "credential_pk": credential.pk,
+        "expires": credential.expires_at.timestamp() if credential.expires_at else None,
+    }
+
+
+def _remember(cache_key: str, entry: dict[str, Any]) -> None:
+    timeout = settings.DEVICE_AUTH_CACHE_SECONDS
+    if entry["expires"] is not None:
+        timeout = max(1, min(timeout, int(entry["expires"] - time.time())))
+    cache.set(cache_key, entry, timeout=timeout)
+
+
+def _identity_from_entry(entry: dict[str, Any]) -> DeviceIdentity:
+    return DeviceIdentity(
+        pk=entry["pk"],
+        device_id=entry["device_id"],
+        site_pk=entry["site_pk"],
+        credential_pk=entry["credential_pk"],
+    )
+
+
+def device_authenticate(*, device_id: str, api_key: str, client_address: str) -> DeviceIdentity:
+    """Return the device the key belongs to, or raise AuthenticationFailed / Throttled."""
+    entry_key, generation_key = _entry_key(device_id, api_key), _generation_key(device_id)
+    cached = cache.get_many([entry_key, generation_key])
+    entry = cached.get(entry_key)
+    if (
+        entry is not None
+        and entry["gen"] == cached.get(generation_key)
+        and (entry["expires"] is None or entry["expires"] > time.time())
+    ):
+        return _identity_from_entry(entry)
+
+    _refuse_if_throttled(device_id, client_address)
+    # Read the generation before the database so a concurrent revocation wins.
+    generation = _current_generation(device_id)
+    credential = _verify_against_database(device_id, api_key)
+    if credential is None:
+        _count_failure(device_id, client_address)
+        logger.warning("device auth failed for %r from %s", device_id, client_address)
+        raise AuthenticationFailed("Invalid device credentials.")
+    DeviceCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    entry = _entry_for(credential, generation)
+    _remember(entry_key, entry)
+    return _identity_from_entry(entry)
+
+
+class DeviceKeyAuthentication(BaseAuthentication):
+    """DRF authentication for agents. Marks the device as seen on success."""
+
+    def authenticate(self, request: Request) -> tuple[DeviceIdentity, None] | None:
+        device_id = request.headers.get(DEVICE_ID_HEADER, "")
+        api_key = request.headers.get(API_KEY_HEADER, "")
+        if not device_id and not api_key:
+            return None
+        if not device_id or not api_key:
+            raise AuthenticationFailed(f"Send both {DEVICE_ID_HEADER} and {API_KEY_HEADER}.")
+        client_address = BaseThrottle().get_ident(request)
+        identity = device_authenticate(
+            device_id=device_id, api_key=api_key, client_address=client_address
+        )
+        from devices.services import device_mark_seen  # services import this module
+
+        device_mark_seen(identity=identity)
+        return identity, None
+
+    def authenticate_header(self, request: Request) -> str:
+        # Having a challenge makes DRF answer 401 rather than 403 without credentials.
+        return "DeviceKey"
+
+
+class IsDevice(BasePermission):
+    """The request was authenticated with a device key."""
+
+    def has_permission(self, request: Request, view: APIView) -> bool:
+        return isinstance(request.user, DeviceIdentity)
+
+
+def require_same_device(identity: DeviceIdentity, device_id: str | None) -> None:
+    """Refuse a request whose body or path names another device than the key's."""
+    if device_id is not None and device_id != identity.device_id:
+        raise PermissionDenied("A device can only act as itself.")

@@ -1,0 +1,173 @@
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.core.validators import RegexValidator
+from django.db import models
+from django.db.models import F
+
+# Words the agent-facing API uses as path segments under /api/v1/devices/.
+RESERVED_DEVICE_IDS = frozenset({"pending", "heartbeat", "sites"})
+device_id_validator = RegexValidator(
+    r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+    "Use 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
+)
+
+
+class Site(models.Model):
+    site_id = models.SlugField(max_length=64, unique=True)
+    name = models.CharField(max_length=200)
+    location = models.CharField(max_length=200, blank=True)
+    description = models.TextField(blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["site_id"]
+
+    def __str__(self) -> str:
+        return self.site_id
+
+
+class DeviceQuerySet(models.QuerySet):
+    def active(self) -> "DeviceQuerySet":
+        return self.filter(decommissioned_at__isnull=True)
+
+    def online(self) -> "DeviceQuerySet":
+        return self.filter(status=Device.Status.ONLINE)
+
+    def overdue(self, now: datetime) -> "DeviceQuerySet":
+        """Online devices whose last check-in is older than their interval plus the grace."""
+        grace = timedelta(seconds=settings.DEVICE_OFFLINE_GRACE_SECONDS)
+        return self.online().filter(last_seen__lt=now - grace - F("checkin_interval"))
+
+
+def default_checkin_interval() -> timedelta:
+    return timedelta(seconds=settings.DEVICE_DEFAULT_CHECKIN_SECONDS)
+
+
+class Device(models.Model):
+    class Status(models.TextChoices):
+        NEW = "new", "never seen"
+        ONLINE = "online"
+        OFFLINE = "offline"
+        DECOMMISSIONED = "decommissioned"
+
+    device_id = models.CharField(max_length=64, unique=True, validators=[device_id_validator])
+    name = models.CharField(max_length=200)
+    device_type = models.SlugField(max_length=32, db_index=True)
+    site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="devices")
+    ip_address = models.GenericIPAddressField(null=True, blank=True)
+    is_simulated = models.BooleanField(default=False)
+    agent_version = models.CharField(max_length=32, blank=True)
+    status = models.CharField(
+        max_length=16, choices=Status.choices, default=Status.NEW, db_index=True
+    )
+    last_seen = models.DateTimeField(null=True, blank=True)
+    checkin_interval = models.DurationField(default=default_checkin_interval)
+    # The latest state attributes the agent reported (heartbeat), size-limited.
+    attributes = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+    decommissioned_at = models.DateTimeField(null=True, blank=True)
+
+    objects = DeviceQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["device_id"]
+        permissions = [
+            ("rotate_key", "Can rotate a device's API key"),
+            ("revoke_key", "Can revoke a device's API keys"),
+            ("decommission", "Can decommission a device"),
+        ]
+        indexes = [models.Index(fields=["status", "last_seen"])]
+
+    def __str__(self) -> str:
+        return self.device_id
+
+
+class DeviceCredential(models.Model):
+    """One API key of a device: its public id and the bcrypt hash of its secret."""
+
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="credentials")
+    key_id = models.CharField(max_length=16, unique=True)
+    key_hash = models.CharField(max_length=100)
+    created_at = models.DateTimeField(auto_now_add=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # Updated when the key pays a full bcrypt check, so accurate to the auth cache period.
+    last_used_at = models.DateTimeField(null=True, blank=True)
+    # Set on agent-initiated rotation: the old key keeps working until then.
+    expires_at = models.DateTimeField(null=True, blank=True)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.device_id}:{self.key_id}"
+
+    def is_usable(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+class EnrollmentToken(models.Model):
+    site = models.ForeignKey(Site, on_delete=models.CASCADE, related_name="enrollment_tokens")
+    label = models.CharField(max_length=200, blank=True)
+    # SHA-256 of the token: tokens are 32 random bytes, so a fast hash is enough
+    # and lets the token be found by an indexed lookup.
+    token_hash = models.CharField(max_length=64, unique=True)
+    expires_at = models.DateTimeField()
+    max_uses = models.PositiveIntegerField(default=1)
+    uses = models.PositiveIntegerField(default=0)
+    revoked_at = models.DateTimeField(null=True, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+
+    def __str__(self) -> str:
+        return f"{self.site_id} token #{self.pk} {self.label}".strip()
+
+
+class Event(models.Model):
+    """Something that happened in the fleet: presence changes, command and alert transitions."""
+
+    device = models.ForeignKey(
+        Device, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
+    )
+    kind = models.CharField(max_length=64, db_index=True)
+    message = models.CharField(max_length=500, blank=True)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [models.Index(fields=["device", "-created_at"])]
+
+    def __str__(self) -> str:
+        return f"{self.kind} {self.device_id or ''}".strip()
+
+
+class AuditEntry(models.Model):
+    """Who did what: every enrollment, key change, decommission and command action."""
+
+    actor_user = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    actor_device = models.ForeignKey(Device, null=True, blank=True, on_delete=models.SET_NULL)
+    # A readable name of the actor that survives deletion of the user or device.
+    actor = models.CharField(max_length=200)
+    action = models.CharField(max_length=64, db_index=True)
+    target_type = models.CharField(max_length=64)
+    target_id = models.CharField(max_length=64)
+    data = models.JSONField(default=dict, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        verbose_name_plural = "audit entries"
+
+    def __str__(self) -> str:
+        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"

@@ -1,0 +1,40 @@
+"""The three operator roles and their permissions, kept in sync after every migrate."""
+
+from typing import Any
+
+from django.contrib.auth.models import Group, Permission
+from django.db.models import Q
+
+VIEWER = "viewer"
+OPERATOR = "operator"
+ADMIN = "admin"
+
+_VIEW = ["view_site", "view_device", "view_event", "view_auditentry", "view_enrollmenttoken"]
+ROLE_PERMISSIONS: dict[str, list[str]] = {
+    VIEWER: _VIEW,
+    OPERATOR: [
+        *_VIEW,
+        "add_site",
+        "change_site",
+        "add_device",
+        "change_device",
+        "add_enrollmenttoken",
+        "change_enrollmenttoken",
+        "rotate_key",
+        "revoke_key",
+        "decommission",
+    ],
+}
+# Admins may do everything in HOMEPOT's apps and manage users.
+ADMIN_APPS = ["devices", "commands", "analytics", "auth", "authtoken", "django_celery_beat"]
+
+
+def roles_sync(**kwargs: Any) -> None:
+    app_perms = Permission.objects.filter(
+        content_type__app_label__in=["devices", "commands", "analytics"]
+    )
+    for role, codenames in ROLE_PERMISSIONS.items():
+        group, _ = Group.objects.get_or_create(name=role)
+        group.permissions.set(app_perms.filter(codename__in=codenames))
+    admin, _ = Group.objects.get_or_create(name=ADMIN)
+    admin.permissions.set(Permission.objects.filter(Q(content_type__app_label__in=ADMIN_APPS)))

@@ -1,0 +1,223 @@
+"""HOMEPOT settings, read once from the environment (see README: Configuration)."""
+
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+
+from homepot.env import env_bool, env_int, env_list, env_str
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+# Runtime state of the embedded default (SQLite file, file cache, file broker).
+VAR_DIR = Path(env_str("HOMEPOT_VAR_DIR", str(BASE_DIR / "var")))
+
+DEBUG = env_bool("DEBUG", False)
+SECRET_KEY = env_str("SECRET_KEY")
+if not SECRET_KEY:
+    if not DEBUG:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off")
+    SECRET_KEY = "insecure-development-key-only-used-with-DEBUG-on"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", ["localhost", "127.0.0.1", "[::1]"] if DEBUG else [])
+CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "whitenoise.runserver_nostatic",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "rest_framework.authtoken",
+    "django_filters",
+    "drf_spectacular",
+    "django_celery_beat",
+    "devices",
+    "commands",
+    "analytics",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "homepot.urls"
+WSGI_APPLICATION = "homepot.wsgi.application"
+APPEND_SLASH = False  # the API's paths have no trailing slashes
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+# --- Database -----------------------------------------------------------------
+DATABASE_URL = env_str("DATABASE_URL", f"sqlite:///{VAR_DIR / 'homepot.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=env_int("DB_CONN_MAX_AGE", 0 if DEBUG else 600, minimum=0),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # The embedded default runs web, worker and beat as separate processes on
+    # one file: WAL lets readers and the writer proceed together, and
+    # IMMEDIATE transactions queue writers instead of failing with "locked".
+    DATABASES["default"]["OPTIONS"] = {
+        "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
+        "transaction_mode": "IMMEDIATE",
+        "timeout": 20,
+    }
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Cache and broker: Redis when configured, else files under var/ ------------
+REDIS_URL = env_str("REDIS_URL")
+if REDIS_URL:
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.redis.RedisCache",
+            "LOCATION": REDIS_URL,
+            "KEY_PREFIX": "homepot",
+            "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
+        }
+    }
+    CELERY_BROKER_URL = REDIS_URL
+else:
+    # A file cache is shared by every process on the machine, so key
+    # revocation still reaches all of them immediately without a server.
+    CACHES = {
+        "default": {
+            "BACKEND": "django.core.cache.backends.filebased.FileBasedCache",
+            "LOCATION": str(VAR_DIR / "cache"),
+            "OPTIONS": {"MAX_ENTRIES": 100_000},
+        }
+    }
+    CELERY_BROKER_URL = "filesystem://"
+    _broker_dir = str(VAR_DIR / "broker")
+    CELERY_BROKER_TRANSPORT_OPTIONS = {
+        "data_folder_in": _broker_dir,
+        "data_folder_out": _broker_dir,
+        "processed_folder": str(VAR_DIR / "broker-processed"),
+        "store_processed": False,
+    }
+
+# --- Celery ---------------------------------------------------------------------
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_IGNORE_RESULT = True
+CELERY_TASK_TIME_LIMIT = env_int("CELERY_TASK_TIME_LIMIT", 300, minimum=1)
+CELERY_TASK_SOFT_TIME_LIMIT = env_int("CELERY_TASK_SOFT_TIME_LIMIT", 240, minimum=1)
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_TIMEZONE = "UTC"
+CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
+# Eager mode for tests and one-process debugging only.
+CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
+
+# --- Devices: keys, presence ------------------------------------------------------
+DEVICE_KEY_BCRYPT_ROUNDS = env_int("DEVICE_KEY_BCRYPT_ROUNDS", 12, minimum=4)
+if not DEBUG and DEVICE_KEY_BCRYPT_ROUNDS < 12:
+    raise ImproperlyConfigured("DEVICE_KEY_BCRYPT_ROUNDS must be at least 12 in production")
+# How long a verified key stays in the cache before bcrypt is paid again.
+DEVICE_AUTH_CACHE_SECONDS = env_int("DEVICE_AUTH_CACHE_SECONDS", 3600, minimum=1)
+# How long the old key keeps working after an agent rotates its own key.
+DEVICE_KEY_ROTATION_GRACE_SECONDS = env_int("DEVICE_KEY_ROTATION_GRACE_SECONDS", 300, minimum=0)
+# Failed device authentications allowed per window, per device id and per address.
+DEVICE_AUTH_FAILURES_PER_DEVICE = env_int("DEVICE_AUTH_FAILURES_PER_DEVICE", 10, minimum=1)
+DEVICE_AUTH_FAILURES_PER_ADDRESS = env_int("DEVICE_AUTH_FAILURES_PER_ADDRESS", 50, minimum=1)
+DEVICE_AUTH_FAILURE_WINDOW_SECONDS = env_int("DEVICE_AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
+# last_seen is written at most once per window per device.
+DEVICE_LAST_SEEN_WRITE_SECONDS = env_int("DEVICE_LAST_SEEN_WRITE_SECONDS", 30, minimum=1)
+DEVICE_DEFAULT_CHECKIN_SECONDS = env_int("DEVICE_DEFAULT_CHECKIN_SECONDS", 60, minimum=1)
+# Extra time past the expected check-in before a device counts as offline.
+DEVICE_OFFLINE_GRACE_SECONDS = env_int("DEVICE_OFFLINE_GRACE_SECONDS", 60, minimum=0)
+DEVICE_ATTRIBUTES_MAX_BYTES = env_int("DEVICE_ATTRIBUTES_MAX_BYTES", 8192, minimum=256)
+ENROLLMENT_TOKEN_DEFAULT_HOURS = env_int("ENROLLMENT_TOKEN_DEFAULT_HOURS", 24, minimum=1)
+
+# --- Beat intervals (seconds) ----------------------------------------------------------
+OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
+CELERY_BEAT_SCHEDULE = {
+    "mark-devices-offline": {
+        "task": "devices.tasks.mark_devices_offline",
+        "schedule": OFFLINE_SWEEP_SECONDS,
+    },
+}
+
+# --- REST API ------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
+        "rest_framework.authentication.SessionAuthentication",
+    ],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "homepot.api.Pagination",
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "EXCEPTION_HANDLER": "homepot.api.exception_handler",
+    "UNAUTHENTICATED_USER": None,
+    # Number of reverse proxies in front of the web server, for client addresses.
+    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "HOMEPOT API",
+    "DESCRIPTION": "Pull-based fleet manager: sites, devices, keys, commands, telemetry.",
+    "VERSION": "1",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Static files, i18n, security ----------------------------------------------------------
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"
+        if DEBUG
+        else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+    },
+}
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+]
+
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+SECURE_CONTENT_TYPE_NOSNIFF = True
+X_FRAME_OPTIONS = "DENY"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": env_str("LOG_LEVEL", "INFO")},
+}
