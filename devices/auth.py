@@ -10,7 +10,6 @@ request whose key was seen before.
 
 import logging
 import secrets
-import time
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -135,7 +134,7 @@ def _entry_for(credential: DeviceCredential, generation: str) -> dict[str, Any]:
 def _remember(cache_key: str, entry: dict[str, Any]) -> None:
     timeout = settings.DEVICE_AUTH_CACHE_SECONDS
     if entry["expires"] is not None:
-        timeout = max(1, min(timeout, int(entry["expires"] - time.time())))
+        timeout = max(1, min(timeout, int(entry["expires"] - timezone.now().timestamp())))
     cache.set(cache_key, entry, timeout=timeout)
 
 
@@ -156,7 +155,7 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
     if (
         entry is not None
         and entry["gen"] == cached.get(generation_key)
-        and (entry["expires"] is None or entry["expires"] > time.time())
+        and (entry["expires"] is None or entry["expires"] > timezone.now().timestamp())
     ):
         return _identity_from_entry(entry)
 

@@ -10,7 +10,7 @@ from homepot.roles import ADMIN
 
 
 class Command(BaseCommand):
-    help = "Prepare the embedded demo: a demo site and, once, a 'demo' admin whose password is printed."
+    help = "Prepare the embedded demo: a demo site and, once, a 'demo' admin (password printed)."
 
     def add_arguments(self, parser: CommandParser) -> None:
         parser.add_argument("--site", default="demo-lab")

@@ -32,6 +32,5 @@ class Command(BaseCommand):
         self.stdout.write(f"{verb} {role} {username!r} with password: {password}")
         if token:
             Token.objects.filter(user=user).delete()
-            self.stdout.write(
-                f"API token (header 'Authorization: Token ...'): {Token.objects.create(user=user).key}"
-            )
+            key = Token.objects.create(user=user).key
+            self.stdout.write(f"API token (header 'Authorization: Token {key}')")

@@ -1,0 +1,39 @@
+# HOMEPOT: `make run` starts everything on the embedded default, `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+HOMEPOT_PORT ?= 8000
+export HOMEPOT_PORT
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -e '.[dev]'
+	rm -f $(VENV)/.installed-* && touch $@
+
+# Embedded default: SQLite, file cache and file broker under var/, no services needed.
+run: install
+	mkdir -p var
+	DEBUG=true $(BIN)/python manage.py migrate --noinput
+	DEBUG=true $(BIN)/python manage.py demo_setup
+	@echo "HOMEPOT on http://127.0.0.1:$(HOMEPOT_PORT)/admin/ and /api/docs (Ctrl-C stops everything)"
+	DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start
+
+# Uses DATABASE_URL / REDIS_URL when set (CI sets both), else SQLite and files.
+test: install
+	DEBUG=true $(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+bench: install
+	$(BIN)/python bench/auth_bench.py
+
+clean:
+	rm -rf var staticfiles

@@ -1,0 +1,510 @@
+"""Authenticated device heartbeats per second vs. the trivial ``GET /health``.
+
+Target (from the issue): an authenticated heartbeat rate of at least 50% of
+the trivial endpoint's rate, measured in the same run, with many distinct
+devices, with production bcrypt cost: only the first request per key may pay
+bcrypt, after that a key is answered from the shared cache.
+
+What it does:
+
+1. drops and re-creates a dedicated PostgreSQL database (default
+   ``homepot_bench``) and flushes a dedicated Redis DB (default ``/3``);
+2. ``manage.py migrate``, then registers one site and ``--devices`` devices
+   through ``devices.services.device_register`` (bench/seed_devices.py,
+   several processes, since each key is one bcrypt hash);
+3. starts gunicorn (gthread) on a free port and warms up: one heartbeat per
+   device, so every key has paid its one bcrypt check;
+4. restarts gunicorn (so PostgreSQL flushes the warm-up's statistics), then
+   runs wrk against ``GET /health`` and ``POST /api/v1/devices/heartbeat``
+   alternately, same duration and connections, and prints rates, ratio,
+   latencies, error counts and the database writes the measurement caused.
+
+It prints figures and PASS/FAIL against the target; it asserts nothing.
+
+Needs PostgreSQL (trust auth) and Redis running, and ``wrk`` on PATH
+(Debian/Ubuntu: ``apt-get update && apt-get install -y wrk``). Run from the
+repository root:
+
+    .venv/bin/python bench/auth_bench.py
+    .venv/bin/python bench/auth_bench.py --devices 500 --duration 20 --rounds 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.parse
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+import redis
+from psycopg import sql
+
+BENCH_DIR = Path(__file__).resolve().parent
+REPO_ROOT = BENCH_DIR.parent
+PYTHON = sys.executable
+HEARTBEAT_PATH = "/api/v1/devices/heartbeat"
+TARGET_RATIO = 0.5
+WATCHED_TABLES = ("devices_device", "devices_devicecredential", "devices_event")
+
+
+# --- Command line ---------------------------------------------------------------------
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        description="Authenticated heartbeats/s vs GET /health/s (target ratio >= 0.5)."
+    )
+    parser.add_argument(
+        "--database-url", default="postgresql://postgres@127.0.0.1:5432/homepot_bench"
+    )
+    parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/3")
+    parser.add_argument("--devices", type=int, default=200, help="distinct devices (keys)")
+    parser.add_argument("--duration", type=int, default=15, help="seconds per wrk run")
+    parser.add_argument("--connections", type=int, default=16, help="wrk connections")
+    parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
+    parser.add_argument(
+        "--rounds", type=int, default=1, help="alternating /health + heartbeat rounds"
+    )
+    parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
+    parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
+    parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per worker")
+    parser.add_argument("--bcrypt-rounds", type=int, default=12, help="DEVICE_KEY_BCRYPT_ROUNDS")
+    parser.add_argument(
+        "--seed-processes", type=int, default=os.cpu_count() or 2, help="key-creation processes"
+    )
+    parser.add_argument("--verbose", action="store_true", help="also print wrk's own output")
+    args = parser.parse_args()
+    if args.wrk_threads > args.connections:
+        parser.error("--wrk-threads must not exceed --connections")
+    return args
+
+
+def require_wrk() -> str:
+    path = shutil.which("wrk")
+    if path is None:
+        sys.exit(
+            "wrk is not on PATH. Install it, e.g. on Debian/Ubuntu:\n"
+            "    sudo apt-get update && sudo apt-get install -y wrk\n"
+            "(macOS: brew install wrk), then run this script again."
+        )
+    return path
+
+
+# --- Database, cache and server environment ---------------------------------------------
+
+
+def database_name(database_url: str) -> str:
+    return urllib.parse.urlsplit(database_url).path.lstrip("/")
+
+
+def recreate_database(database_url: str) -> None:
+    name = database_name(database_url)
+    if "bench" not in name:
+        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
+    maintenance = urllib.parse.urlsplit(database_url)._replace(path="/postgres").geturl()
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        identifier = sql.Identifier(name)
+        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
+        conn.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
+
+
+def flush_redis(redis_url: str) -> None:
+    client = redis.Redis.from_url(redis_url)
+    try:
+        client.flushdb()
+    finally:
+        client.close()
+
+
+def server_environment(args: argparse.Namespace) -> dict[str, str]:
+    env = dict(os.environ)
+    env.update(
+        DJANGO_SETTINGS_MODULE="homepot.settings",
+        DATABASE_URL=args.database_url,
+        REDIS_URL=args.redis_url,
+        DEBUG="false",
+        SECRET_KEY="bench-secret-key-not-for-production-0123456789abcdef",
+        ALLOWED_HOSTS="127.0.0.1,localhost",
+        DEVICE_KEY_BCRYPT_ROUNDS=str(args.bcrypt_rounds),
+        LOG_LEVEL="WARNING",
+        PYTHONUNBUFFERED="1",
+    )
+    return env
+
+
+def run_step(label: str, command: list[str], env: dict[str, str]) -> float:
+    started = time.monotonic()
+    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
+    elapsed = time.monotonic() - started
+    if result.returncode != 0:
+        sys.exit(f"{label} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
+    print(f"  {label}: {elapsed:.1f}s", flush=True)
+    return elapsed
+
+
+# --- PostgreSQL activity counters ----------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class DbCounters:
+    updates: dict[str, int]
+    inserts: dict[str, int]
+    transactions: int  # xact_commit + xact_rollback of the bench database
+
+    def minus(self, earlier: DbCounters) -> DbCounters:
+        return DbCounters(
+            updates={t: n - earlier.updates.get(t, 0) for t, n in self.updates.items()},
+            inserts={t: n - earlier.inserts.get(t, 0) for t, n in self.inserts.items()},
+            transactions=self.transactions - earlier.transactions,
+        )
+
+
+def read_db_counters(database_url: str) -> DbCounters:
+    """Cumulative statistics; a backend flushes its own when it exits (or when idle)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        rows = conn.execute(
+            "SELECT relname, n_tup_upd, n_tup_ins FROM pg_stat_user_tables WHERE relname = ANY(%s)",
+            [list(WATCHED_TABLES)],
+        ).fetchall()
+        (transactions,) = conn.execute(
+            "SELECT xact_commit + xact_rollback FROM pg_stat_database"
+            " WHERE datname = current_database()"
+        ).fetchone()
+    return DbCounters(
+        updates={name: upd for name, upd, _ in rows},
+        inserts={name: ins for name, _, ins in rows},
+        transactions=transactions,
+    )
+
+
+def describe_db(delta: DbCounters) -> str:
+    return (
+        f"devices_device UPDATEs {delta.updates.get('devices_device', 0)}, "
+        f"devices_devicecredential UPDATEs {delta.updates.get('devices_devicecredential', 0)}, "
+        f"devices_event INSERTs {delta.inserts.get('devices_event', 0)}, "
+        f"transactions {delta.transactions}"
+    )
+
+
+# --- gunicorn ---------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Server:
+    """A gunicorn process group, stopped on exit whatever happens."""
+
+    def __init__(self, args: argparse.Namespace, env: dict[str, str], log_path: Path) -> None:
+        self.args, self.env, self.log_path = args, env, log_path
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        command = [
+            PYTHON, "-m", "gunicorn", "homepot.wsgi:application",
+            "--bind", self.host,
+            "--workers", str(self.args.workers),
+            "--worker-class", self.args.worker_class,
+            "--threads", str(self.args.gunicorn_threads),
+            "--log-level", "warning",
+        ]  # fmt: skip
+        log = self.log_path.open("ab")
+        self.process = subprocess.Popen(
+            command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
+        )
+        log.close()
+        self._wait_until_healthy()
+
+    def _wait_until_healthy(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process is not None and self.process.poll() is not None:
+                break
+            try:
+                if http_request(self.host, "GET", "/health")[0] == 200:
+                    return
+            except OSError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        sys.exit(f"gunicorn did not answer /health; its log:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process is None or self.process.poll() is not None:
+            self.process = None
+            return
+        try:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            self.process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait()
+        except ProcessLookupError:
+            pass
+        self.process = None
+
+    def log_tail(self, lines: int = 30) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+# --- HTTP: warm-up and diagnostics --------------------------------------------------------------
+
+
+def http_request(
+    host: str, method: str, path: str, headers: dict[str, str] | None = None, body: str = ""
+) -> tuple[int, bytes]:
+    conn = http.client.HTTPConnection(host, timeout=30)
+    try:
+        conn.request(method, path, body=body or None, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, response.read()
+    finally:
+        conn.close()
+
+
+def heartbeat_headers(device_id: str, api_key: str) -> dict[str, str]:
+    return {"Content-Type": "application/json", "X-Device-ID": device_id, "X-API-Key": api_key}
+
+
+def load_credentials(path: Path) -> list[tuple[str, str]]:
+    pairs = [tuple(line.split("\t", 1)) for line in path.read_text().splitlines() if line]
+    return [(device_id, api_key) for device_id, api_key in pairs]
+
+
+def warm_up(host: str, credentials: list[tuple[str, str]], concurrency: int) -> Counter[int]:
+    def one(pair: tuple[str, str]) -> int:
+        return http_request(host, "POST", HEARTBEAT_PATH, heartbeat_headers(*pair), "{}")[0]
+
+    with ThreadPoolExecutor(max_workers=concurrency) as pool:
+        return Counter(pool.map(one, credentials))
+
+
+# --- wrk ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WrkResult:
+    label: str
+    requests: int
+    duration_us: int
+    status_errors: int  # wrk: "Non-2xx or 3xx responses"
+    socket_errors: int  # connect + read + write + timeout
+    p50_us: int
+    p99_us: int
+
+    @property
+    def rate(self) -> float:
+        return self.requests / (self.duration_us / 1e6) if self.duration_us else 0.0
+
+
+def run_wrk(
+    wrk: str, args: argparse.Namespace, host: str, label: str, script: str, script_args: list[str]
+) -> WrkResult:
+    command = [
+        wrk, "-t", str(args.wrk_threads), "-c", str(args.connections),
+        "-d", f"{args.duration}s", "--timeout", "10s", "--latency",
+        "-s", str(BENCH_DIR / script), f"http://{host}", "--", *script_args,
+    ]  # fmt: skip
+    result = subprocess.run(command, capture_output=True, text=True, check=False)
+    if args.verbose or result.returncode != 0:
+        print(result.stdout, result.stderr, sep="\n")
+    marker = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
+    if result.returncode != 0 or marker is None:
+        sys.exit(f"wrk failed ({result.returncode}) for {label}")
+    data = json.loads(marker.removeprefix("WRK_JSON "))
+    return WrkResult(
+        label=label,
+        requests=data["requests"],
+        duration_us=data["duration_us"],
+        status_errors=data["status_errors"],
+        socket_errors=sum(
+            data[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
+        ),
+        p50_us=data["p50_us"],
+        p99_us=data["p99_us"],
+    )
+
+
+def combine(label: str, results: list[WrkResult]) -> WrkResult:
+    return WrkResult(
+        label=label,
+        requests=sum(r.requests for r in results),
+        duration_us=sum(r.duration_us for r in results),
+        status_errors=sum(r.status_errors for r in results),
+        socket_errors=sum(r.socket_errors for r in results),
+        p50_us=max(r.p50_us for r in results),  # worst round: percentiles do not add up
+        p99_us=max(r.p99_us for r in results),
+    )
+
+
+# --- Report ---------------------------------------------------------------------------------------
+
+
+def print_table(rows: list[WrkResult]) -> None:
+    header = f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
+    print(f"  {header}{'sock err':>10}")
+    for r in rows:
+        print(
+            f"  {r.label:<28}{r.rate:>10.1f}{r.p50_us / 1000:>9.2f}{r.p99_us / 1000:>9.2f}"
+            f"{r.status_errors:>9}{r.socket_errors:>10}"
+        )
+
+
+def print_verdict(health: WrkResult, heartbeat: WrkResult, warm_statuses: Counter[int]) -> None:
+    ratio = heartbeat.rate / health.rate if health.rate else 0.0
+    problems = []
+    if heartbeat.status_errors or heartbeat.socket_errors:
+        problems.append(
+            f"heartbeat run had {heartbeat.status_errors} non-2xx responses and "
+            f"{heartbeat.socket_errors} socket errors"
+        )
+    if health.status_errors or health.socket_errors:
+        problems.append(
+            f"/health run had {health.status_errors} non-2xx responses and "
+            f"{health.socket_errors} socket errors"
+        )
+    if set(warm_statuses) != {200}:
+        problems.append(f"warm-up statuses were {dict(warm_statuses)}")
+    print(f"\n  ratio heartbeat/health: {ratio:.3f}  (target >= {TARGET_RATIO:.2f})")
+    if problems:
+        print("  INVALID benchmark: " + "; ".join(problems))
+    else:
+        print(f"  result: {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")
+
+
+def diagnose(host: str, pair: tuple[str, str]) -> None:
+    status, body = http_request(host, "POST", HEARTBEAT_PATH, heartbeat_headers(*pair), "{}")
+    print(f"  sample heartbeat for {pair[0]}: HTTP {status} {body[:300]!r}")
+
+
+# --- Main ---------------------------------------------------------------------------------------
+
+
+def prepare(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> Path:
+    print(f"setup (database {database_name(args.database_url)}, redis {args.redis_url}):")
+    recreate_database(args.database_url)
+    flush_redis(args.redis_url)
+    run_step("migrate", [PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env)
+    credentials = workdir / "devices.tsv"
+    seed = [
+        PYTHON, str(BENCH_DIR / "seed_devices.py"), "--count", str(args.devices),
+        "--out", str(credentials), "--processes", str(args.seed_processes),
+    ]  # fmt: skip
+    run_step(f"register {args.devices} devices (bcrypt cost {args.bcrypt_rounds})", seed, env)
+    return credentials
+
+
+def measure(
+    wrk: str, args: argparse.Namespace, host: str, credentials: Path
+) -> tuple[list[WrkResult], list[WrkResult]]:
+    health_runs: list[WrkResult] = []
+    heartbeat_runs: list[WrkResult] = []
+    for n in range(1, args.rounds + 1):
+        health_runs.append(run_wrk(wrk, args, host, f"GET /health (round {n})", "health.lua", []))
+        heartbeat_runs.append(
+            run_wrk(
+                wrk, args, host, f"POST heartbeat (round {n})", "heartbeat.lua", [str(credentials)]
+            )
+        )
+        print(
+            f"  round {n}: /health {health_runs[-1].rate:.1f} req/s, "
+            f"heartbeat {heartbeat_runs[-1].rate:.1f} req/s",
+            flush=True,
+        )
+    return health_runs, heartbeat_runs
+
+
+def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
+    env = server_environment(args)
+    credentials = prepare(args, env, workdir)
+    pairs = load_credentials(credentials)
+    server = Server(args, env, workdir / "gunicorn.log")
+    try:
+        before_warm = read_db_counters(args.database_url)
+        server.start()
+        started = time.monotonic()
+        warm_statuses = warm_up(server.host, pairs, concurrency=args.connections)
+        warm_seconds = time.monotonic() - started
+        print(
+            f"  warm-up: {len(pairs)} heartbeats (one bcrypt check per key) in "
+            f"{warm_seconds:.1f}s, statuses {dict(warm_statuses)}"
+        )
+        server.stop()  # its PostgreSQL backends exit and flush their statistics
+        time.sleep(1.0)
+        after_warm = read_db_counters(args.database_url)
+        server.start()
+        print(
+            f"\nmeasuring: wrk {args.wrk_threads} threads, {args.connections} connections, "
+            f"{args.duration}s per run, {args.rounds} round(s); gunicorn {args.workers} x "
+            f"{args.worker_class} ({args.gunicorn_threads} threads); {len(pairs)} devices",
+            flush=True,
+        )
+        health_runs, heartbeat_runs = measure(wrk, args, server.host, credentials)
+        server.stop()
+        time.sleep(1.0)
+        after_measure = read_db_counters(args.database_url)
+    except Exception:
+        print(f"gunicorn log:\n{server.log_tail()}", file=sys.stderr)
+        raise
+    finally:
+        server.stop()
+
+    health = combine("GET /health", health_runs)
+    heartbeat = combine("POST heartbeat", heartbeat_runs)
+    print()
+    if args.rounds > 1:
+        print_table([*health_runs, *heartbeat_runs])
+        print("  all rounds:")
+    print_table([health, heartbeat])
+    print_verdict(health, heartbeat, warm_statuses)
+    measured = after_measure.minus(after_warm)
+    print(f"\n  database during warm-up:     {describe_db(after_warm.minus(before_warm))}")
+    print(f"  database during measurement: {describe_db(measured)}")
+    if heartbeat.requests:
+        print(
+            "  database transactions per heartbeat: "
+            f"{measured.transactions / heartbeat.requests:.4f}"
+            f" over {heartbeat.requests} heartbeats"
+        )
+    if heartbeat.status_errors:
+        server.start()
+        try:
+            diagnose(server.host, pairs[0])
+        finally:
+            server.stop()
+
+
+def main() -> None:
+    args = parse_args()
+    wrk = require_wrk()
+    # SIGTERM unwinds like Ctrl-C, so gunicorn is stopped in both cases.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    with tempfile.TemporaryDirectory(prefix="homepot-bench-") as workdir:
+        run(args, wrk, Path(workdir))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,98 @@
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pytest
+from django.contrib.auth.models import Group, User
+from django.core.cache import cache
+from rest_framework.test import APIClient
+
+from devices import services
+from devices.models import Device, Site
+from homepot.roles import ADMIN, OPERATOR, VIEWER
+
+
+@pytest.fixture(autouse=True)
+def _fast_and_isolated(settings) -> None:  # noqa: ANN001 (pytest-django fixture)
+    # Production uses cost 12 (checked in test_device_keys); tests need not wait for it.
+    settings.DEVICE_KEY_BCRYPT_ROUNDS = 4
+    settings.PASSWORD_HASHERS = ["django.contrib.auth.hashers.MD5PasswordHasher"]
+    cache.clear()
+
+
+@pytest.fixture
+def client() -> APIClient:
+    return APIClient()
+
+
+def _user_with_role(username: str, role: str) -> User:
+    user = User.objects.create_user(username, password="pw-" + username, is_staff=True)
+    user.groups.set([Group.objects.get(name=role)])
+    return user
+
+
+@pytest.fixture
+def viewer(db) -> User:  # noqa: ANN001
+    return _user_with_role("vera", VIEWER)
+
+
+@pytest.fixture
+def operator(db) -> User:  # noqa: ANN001
+    return _user_with_role("otto", OPERATOR)
+
+
+@pytest.fixture
+def admin_user(db) -> User:  # noqa: ANN001
+    return _user_with_role("ada", ADMIN)
+
+
+@pytest.fixture
+def as_user(client: APIClient) -> Callable[[User], APIClient]:
+    def login(user: User) -> APIClient:
+        client.force_authenticate(user)
+        return client
+
+    return login
+
+
+@pytest.fixture
+def site(db) -> Site:  # noqa: ANN001
+    return Site.objects.create(site_id="lab-1", name="Lab 1")
+
+
+@pytest.fixture
+def other_site(db) -> Site:  # noqa: ANN001
+    return Site.objects.create(site_id="lab-2", name="Lab 2")
+
+
+@dataclass
+class Agent:
+    """A registered device and the headers it authenticates with."""
+
+    device: Device
+    api_key: str
+
+    @property
+    def headers(self) -> dict[str, str]:
+        return {"HTTP_X_DEVICE_ID": self.device.device_id, "HTTP_X_API_KEY": self.api_key}
+
+
+@pytest.fixture
+def make_agent(site: Site) -> Callable[..., Agent]:
+    def make(device_id: str = "pi-1", **fields: object) -> Agent:
+        device, issued = services.device_register(
+            site_id=fields.pop("site_id", site.site_id),
+            actor=None,
+            enrollment_token=None,
+            device_id=device_id,
+            name=fields.pop("name", device_id),
+            device_type=fields.pop("device_type", "raspberry_pi"),
+            **fields,
+        )
+        return Agent(device=device, api_key=issued.api_key)
+
+    return make
+
+
+@pytest.fixture
+def agent(make_agent: Callable[..., Agent]) -> Agent:
+    return make_agent()
