@@ -26,7 +26,7 @@ Needs PostgreSQL (trust auth) and Redis running, and ``wrk`` on PATH
 repository root:
 
     .venv/bin/python bench/auth_bench.py
-    .venv/bin/python bench/auth_bench.py --devices 500 --duration 20 --rounds 2
+    .venv/bin/python bench/auth_bench.py --devices 500 --duration 20 --rounds 3
 """
 
 from __future__ import annotations
@@ -76,7 +76,16 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--connections", type=int, default=16, help="wrk connections")
     parser.add_argument("--wrk-threads", type=int, default=2, help="wrk threads")
     parser.add_argument(
-        "--rounds", type=int, default=1, help="alternating /health + heartbeat rounds"
+        "--rounds", type=int, default=2, help="alternating /health + heartbeat rounds"
+    )
+    parser.add_argument(
+        "--settle", type=int, default=2, help="seconds of discarded load per endpoint first"
+    )
+    parser.add_argument(
+        "--retry-uneven",
+        type=int,
+        default=2,
+        help="re-run a wrk run up to this many times when one gunicorn worker got most connections",
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
@@ -235,6 +244,7 @@ class Server:
         )
         log.close()
         self._wait_until_healthy()
+        self._wait_until_workers_booted()
 
     def _wait_until_healthy(self, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -249,6 +259,26 @@ class Server:
             time.sleep(0.2)
         self.stop()
         sys.exit(f"gunicorn did not answer /health; its log:\n{self.log_tail()}")
+
+    def _wait_until_workers_booted(self, timeout: float = 30.0) -> None:
+        """/health answering proves one worker is up; wrk must not start before all are.
+
+        Otherwise the first worker accepts every connection of the first run.
+        A worker counts as booted once its CPU time stops growing.
+        """
+        deadline = time.monotonic() + timeout
+        previous: dict[int, int] = {}
+        while time.monotonic() < deadline:
+            pids = self.worker_pids()
+            current = cpu_sample(pids).workers
+            if len(pids) >= self.args.workers and current == previous:
+                return
+            previous = current
+            time.sleep(0.5)
+        print("  warning: gunicorn workers still busy booting; measuring anyway", flush=True)
+
+    def worker_pids(self) -> list[int]:
+        return child_pids(self.process.pid) if self.process is not None else []
 
     def stop(self) -> None:
         if self.process is None or self.process.poll() is not None:
@@ -302,6 +332,72 @@ def warm_up(host: str, credentials: list[tuple[str, str]], concurrency: int) -> 
         return Counter(pool.map(one, credentials))
 
 
+# --- CPU accounting (Linux /proc) -----------------------------------------------------------------
+
+CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+
+
+@dataclass(frozen=True)
+class CpuSample:
+    at: float
+    machine_busy: int  # clock ticks, all CPUs
+    machine_total: int
+    workers: dict[int, int]  # gunicorn worker pid -> utime + stime ticks
+
+
+def _machine_ticks() -> tuple[int, int]:
+    with open("/proc/stat") as f:
+        fields = [int(v) for v in f.readline().split()[1:]]
+    idle = fields[3] + fields[4]  # idle + iowait
+    return sum(fields) - idle, sum(fields)
+
+
+def _process_stat(pid: int) -> list[str] | None:
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            # The command name may contain spaces; fields after ")" are fixed.
+            return f.read().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
+        return None
+
+
+def child_pids(parent: int) -> list[int]:
+    children = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and (stat := _process_stat(int(entry))) and int(stat[1]) == parent:
+            children.append(int(entry))
+    return sorted(children)
+
+
+def cpu_sample(worker_pids: list[int]) -> CpuSample:
+    busy, total = _machine_ticks()
+    workers = {}
+    for pid in worker_pids:
+        if stat := _process_stat(pid):
+            workers[pid] = int(stat[11]) + int(stat[12])  # utime, stime
+    return CpuSample(time.monotonic(), busy, total, workers)
+
+
+@dataclass(frozen=True)
+class CpuUse:
+    machine_busy: float  # fraction of all CPUs
+    worker_cores: tuple[float, ...]  # cores used by each gunicorn worker, busiest first
+
+
+def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
+    seconds = max(after.at - before.at, 1e-9)
+    total = max(after.machine_total - before.machine_total, 1)
+    cores = [
+        (after.workers[pid] - before.workers[pid]) / CLOCK_TICKS / seconds
+        for pid in before.workers
+        if pid in after.workers
+    ]
+    return CpuUse(
+        machine_busy=(after.machine_busy - before.machine_busy) / total,
+        worker_cores=tuple(sorted(cores, reverse=True)),
+    )
+
+
 # --- wrk ------------------------------------------------------------------------------------------
 
 
@@ -314,6 +410,7 @@ class WrkResult:
     socket_errors: int  # connect + read + write + timeout
     p50_us: int
     p99_us: int
+    cpu: CpuUse | None = None
 
     @property
     def rate(self) -> float:
@@ -321,14 +418,23 @@ class WrkResult:
 
 
 def run_wrk(
-    wrk: str, args: argparse.Namespace, host: str, label: str, script: str, script_args: list[str]
+    wrk: str,
+    args: argparse.Namespace,
+    server: Server,
+    label: str,
+    script: str,
+    script_args: list[str],
+    duration: int | None = None,
 ) -> WrkResult:
     command = [
         wrk, "-t", str(args.wrk_threads), "-c", str(args.connections),
-        "-d", f"{args.duration}s", "--timeout", "10s", "--latency",
-        "-s", str(BENCH_DIR / script), f"http://{host}", "--", *script_args,
+        "-d", f"{duration or args.duration}s", "--timeout", "10s", "--latency",
+        "-s", str(BENCH_DIR / script), f"http://{server.host}", "--", *script_args,
     ]  # fmt: skip
+    workers = server.worker_pids()
+    before = cpu_sample(workers)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
+    cpu = cpu_use(before, cpu_sample(workers))
     if args.verbose or result.returncode != 0:
         print(result.stdout, result.stderr, sep="\n")
     marker = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
@@ -345,7 +451,39 @@ def run_wrk(
         ),
         p50_us=data["p50_us"],
         p99_us=data["p99_us"],
+        cpu=cpu,
     )
+
+
+def is_uneven(result: WrkResult) -> bool:
+    """One gunicorn worker did less than half the work of another."""
+    if result.cpu is None or len(result.cpu.worker_cores) < 2:
+        return False
+    return result.cpu.worker_cores[-1] < 0.5 * result.cpu.worker_cores[0]
+
+
+def run_balanced(
+    wrk: str,
+    args: argparse.Namespace,
+    server: Server,
+    label: str,
+    script: str,
+    script_args: list[str],
+) -> WrkResult:
+    """run_wrk, repeated (up to --retry-uneven times) while the workers' load was uneven.
+
+    gunicorn leaves the spreading of connections between workers to whichever
+    worker accepts first; with few connections one worker sometimes gets them
+    all, and the run then measures one worker instead of the server.
+    """
+    result = run_wrk(wrk, args, server, label, script, script_args)
+    for _ in range(args.retry_uneven):
+        if not is_uneven(result):
+            break
+        cores = "+".join(f"{c:.2f}" for c in result.cpu.worker_cores) if result.cpu else ""
+        print(f"  {label}: discarded ({result.rate:.1f} req/s, worker cores {cores})", flush=True)
+        result = run_wrk(wrk, args, server, label, script, script_args)
+    return result
 
 
 def combine(label: str, results: list[WrkResult]) -> WrkResult:
@@ -357,6 +495,7 @@ def combine(label: str, results: list[WrkResult]) -> WrkResult:
         socket_errors=sum(r.socket_errors for r in results),
         p50_us=max(r.p50_us for r in results),  # worst round: percentiles do not add up
         p99_us=max(r.p99_us for r in results),
+        cpu=None,
     )
 
 
@@ -365,11 +504,15 @@ def combine(label: str, results: list[WrkResult]) -> WrkResult:
 
 def print_table(rows: list[WrkResult]) -> None:
     header = f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-    print(f"  {header}{'sock err':>10}")
+    print(f"  {header}{'sock err':>10}  {'cpu busy':>8}  worker cores")
     for r in rows:
+        cpu = ""
+        if r.cpu is not None:
+            split = "+".join(f"{c:.2f}" for c in r.cpu.worker_cores)
+            cpu = f"  {r.cpu.machine_busy:>8.0%}  {split}"
         print(
             f"  {r.label:<28}{r.rate:>10.1f}{r.p50_us / 1000:>9.2f}{r.p99_us / 1000:>9.2f}"
-            f"{r.status_errors:>9}{r.socket_errors:>10}"
+            f"{r.status_errors:>9}{r.socket_errors:>10}{cpu}"
         )
 
 
@@ -395,6 +538,17 @@ def print_verdict(health: WrkResult, heartbeat: WrkResult, warm_statuses: Counte
         print(f"  result: {'PASS' if ratio >= TARGET_RATIO else 'FAIL'}")
 
 
+def print_imbalance(rows: list[WrkResult]) -> None:
+    """gunicorn does not balance keep-alive connections between workers: say when it showed."""
+    uneven = [r.label for r in rows if is_uneven(r)]
+    if uneven:
+        print(
+            "  note: uneven load between gunicorn workers (busiest > 2x idlest) in: "
+            + ", ".join(uneven)
+            + "; wrk's connections were not spread evenly, so those rates understate the server."
+        )
+
+
 def diagnose(host: str, pair: tuple[str, str]) -> None:
     status, body = http_request(host, "POST", HEARTBEAT_PATH, heartbeat_headers(*pair), "{}")
     print(f"  sample heartbeat for {pair[0]}: HTTP {status} {body[:300]!r}")
@@ -418,15 +572,27 @@ def prepare(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> Pat
 
 
 def measure(
-    wrk: str, args: argparse.Namespace, host: str, credentials: Path
+    wrk: str, args: argparse.Namespace, server: Server, credentials: Path
 ) -> tuple[list[WrkResult], list[WrkResult]]:
     health_runs: list[WrkResult] = []
     heartbeat_runs: list[WrkResult] = []
+    if args.settle:  # discarded: first requests of each thread, connection pools
+        run_wrk(wrk, args, server, "settle /health", "health.lua", [], args.settle)
+        run_wrk(
+            wrk, args, server, "settle heartbeat", "heartbeat.lua", [str(credentials)], args.settle
+        )
     for n in range(1, args.rounds + 1):
-        health_runs.append(run_wrk(wrk, args, host, f"GET /health (round {n})", "health.lua", []))
+        health_runs.append(
+            run_balanced(wrk, args, server, f"GET /health (round {n})", "health.lua", [])
+        )
         heartbeat_runs.append(
-            run_wrk(
-                wrk, args, host, f"POST heartbeat (round {n})", "heartbeat.lua", [str(credentials)]
+            run_balanced(
+                wrk,
+                args,
+                server,
+                f"POST heartbeat (round {n})",
+                "heartbeat.lua",
+                [str(credentials)],
             )
         )
         print(
@@ -462,7 +628,7 @@ def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
             f"{args.worker_class} ({args.gunicorn_threads} threads); {len(pairs)} devices",
             flush=True,
         )
-        health_runs, heartbeat_runs = measure(wrk, args, server.host, credentials)
+        health_runs, heartbeat_runs = measure(wrk, args, server, credentials)
         server.stop()
         time.sleep(1.0)
         after_measure = read_db_counters(args.database_url)
@@ -480,6 +646,7 @@ def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
         print("  all rounds:")
     print_table([health, heartbeat])
     print_verdict(health, heartbeat, warm_statuses)
+    print_imbalance([*health_runs, *heartbeat_runs])
     measured = after_measure.minus(after_warm)
     print(f"\n  database during warm-up:     {describe_db(after_warm.minus(before_warm))}")
     print(f"  database during measurement: {describe_db(measured)}")

@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from commands.admin_actions import DEVICE_ACTIONS
 from devices import services
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
 from homepot.errors import ServiceError
@@ -100,7 +101,7 @@ class DeviceAdmin(admin.ModelAdmin):
         "decommissioned_at",
     ]
     inlines = [CredentialInline, EventInline]
-    actions = ["rotate_keys", "revoke_keys", "decommission"]
+    actions = ["rotate_keys", "revoke_keys", "decommission", *DEVICE_ACTIONS]
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The public id is fixed once the device exists: agents and history use it.
@@ -140,6 +141,9 @@ class DeviceAdmin(admin.ModelAdmin):
 
     def has_revoke_key_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("devices.revoke_key")
+
+    def has_queue_command_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("commands.add_command")
 
     def has_decommission_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("devices.decommission")

@@ -37,9 +37,21 @@ def audit_record(
         actor=str(actor) if actor is not None else "system",
         action=action,
         target_type=type(target).__name__.lower(),
-        target_id=str(getattr(target, "device_id", None) or getattr(target, "pk", target)),
+        target_id=_public_id(target),
         data=data or {},
     )
+
+
+def _public_id(target: Any) -> str:
+    """The id operators know a thing by: device_id, site_id, command_id, group_id."""
+    if isinstance(target, Device):
+        return target.device_id
+    if isinstance(target, Site):
+        return target.site_id
+    for attr in ("command_id", "group_id"):
+        if hasattr(target, attr):
+            return str(getattr(target, attr))
+    return str(target.pk)
 
 
 def event_record(*, kind: str, device: Device | int | None, message: str = "", **data: Any) -> None:

@@ -9,7 +9,15 @@ VIEWER = "viewer"
 OPERATOR = "operator"
 ADMIN = "admin"
 
-_VIEW = ["view_site", "view_device", "view_event", "view_auditentry", "view_enrollmenttoken"]
+_VIEW = [
+    "view_site",
+    "view_device",
+    "view_event",
+    "view_auditentry",
+    "view_enrollmenttoken",
+    "view_command",
+    "view_commandgroup",
+]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW,
     OPERATOR: [
@@ -23,6 +31,8 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "rotate_key",
         "revoke_key",
         "decommission",
+        "add_command",
+        "cancel_command",
     ],
 }
 # Admins may do everything in HOMEPOT's apps and manage users.

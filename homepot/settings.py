@@ -159,12 +159,31 @@ DEVICE_OFFLINE_GRACE_SECONDS = env_int("DEVICE_OFFLINE_GRACE_SECONDS", 60, minim
 DEVICE_ATTRIBUTES_MAX_BYTES = env_int("DEVICE_ATTRIBUTES_MAX_BYTES", 8192, minimum=256)
 ENROLLMENT_TOKEN_DEFAULT_HOURS = env_int("ENROLLMENT_TOKEN_DEFAULT_HOURS", 24, minimum=1)
 
+# --- Commands ---------------------------------------------------------------------------
+# A queued command not delivered by then expires (unless the request sets expires_in).
+COMMAND_DEFAULT_EXPIRES_SECONDS = env_int("COMMAND_DEFAULT_EXPIRES_SECONDS", 86400, minimum=1)
+# A delivered command not acknowledged by then is queued again (or times out).
+COMMAND_ACK_TIMEOUT_SECONDS = env_int("COMMAND_ACK_TIMEOUT_SECONDS", 120, minimum=1)
+COMMAND_MAX_ATTEMPTS = env_int("COMMAND_MAX_ATTEMPTS", 3, minimum=1)
+COMMAND_OUTPUT_MAX_CHARS = env_int("COMMAND_OUTPUT_MAX_CHARS", 65536, minimum=1024)
+COMMAND_RESULT_MAX_BYTES = env_int("COMMAND_RESULT_MAX_BYTES", 65536, minimum=1024)
+COMMAND_DELIVERY_BATCH = env_int("COMMAND_DELIVERY_BATCH", 10, minimum=1)
+COMMAND_BULK_MAX_DEVICES = env_int("COMMAND_BULK_MAX_DEVICES", 10000, minimum=1)
+# The poll interval advised to agents: idle, and while commands are flowing.
+COMMAND_POLL_IDLE_SECONDS = env_int("COMMAND_POLL_IDLE_SECONDS", 30, minimum=1)
+COMMAND_POLL_BUSY_SECONDS = env_int("COMMAND_POLL_BUSY_SECONDS", 5, minimum=1)
+
 # --- Beat intervals (seconds) ----------------------------------------------------------
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
+COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
     "mark-devices-offline": {
         "task": "devices.tasks.mark_devices_offline",
         "schedule": OFFLINE_SWEEP_SECONDS,
+    },
+    "sweep-commands": {
+        "task": "commands.tasks.sweep_commands",
+        "schedule": COMMAND_SWEEP_SECONDS,
     },
 }
 
@@ -189,6 +208,11 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    "ENUM_NAME_OVERRIDES": {
+        "DeviceStatusEnum": "devices.models.Device.Status",
+        "CommandStatusEnum": "commands.models.Status",
+        "ReportedCommandStatusEnum": "commands.services.REPORTED_STATUS_NAMES",
+    },
 }
 
 # --- Static files, i18n, security ----------------------------------------------------------

@@ -96,3 +96,16 @@ def make_agent(site: Site) -> Callable[..., Agent]:
 @pytest.fixture
 def agent(make_agent: Callable[..., Agent]) -> Agent:
     return make_agent()
+
+
+@pytest.fixture
+def enqueue(operator) -> Callable[..., "Command"]:  # noqa: F821
+    """Queue a command the way the API does, as the operator."""
+    from commands.services import CommandSpec, command_enqueue
+
+    def queue(agent: Agent, command_type: str = "ping", payload: dict | None = None, **options):
+        spec = CommandSpec.validated(command_type=command_type, payload=payload, **options)
+        command, _ = command_enqueue(actor=operator, device=agent.device, spec=spec)
+        return command
+
+    return queue

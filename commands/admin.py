@@ -1,0 +1,96 @@
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.utils.html import format_html_join
+
+from commands import services
+from commands.models import Command, CommandGroup
+from devices.admin import ReadOnlyAdmin
+from devices.models import Event
+from homepot.errors import ServiceError
+
+
+@admin.register(Command)
+class CommandAdmin(ReadOnlyAdmin):
+    list_display = [
+        "command_id",
+        "device",
+        "command_type",
+        "status",
+        "attempts",
+        "created_by",
+        "created_at",
+        "finished_at",
+    ]
+    list_filter = ["status", "command_type", "device__site"]
+    search_fields = ["command_id", "device__device_id"]
+    list_select_related = ["device", "created_by"]
+    actions = ["cancel"]
+    fieldsets = [
+        (None, {"fields": ["command_id", "device", "group", "command_type", "payload", "status"]}),
+        (
+            "Lifecycle",
+            {
+                "fields": [
+                    "created_by",
+                    "created_at",
+                    "delivered_at",
+                    "started_at",
+                    "finished_at",
+                    "executed_at",
+                    "expires_at",
+                    "ack_deadline",
+                    "deadline",
+                    "timeout_seconds",
+                    "attempts",
+                    "max_attempts",
+                    "transitions",
+                ]
+            },
+        ),
+        ("Result", {"fields": ["exit_code", "result", "output", "error"]}),
+    ]
+    readonly_fields = [f for _, spec in fieldsets for f in spec["fields"]]
+
+    def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
+        return request.user.has_perm("commands.view_command")
+
+    def has_cancel_command_permission(self, request: HttpRequest) -> bool:
+        return request.user.has_perm("commands.cancel_command")
+
+    @admin.display(description="transitions")
+    def transitions(self, command: Command) -> str:
+        events = Event.objects.filter(data__command_id=str(command.command_id)).order_by(
+            "created_at", "id"
+        )
+        return format_html_join(
+            "\n", "<div>{} &nbsp; {}</div>", ((e.created_at.isoformat(), e.message) for e in events)
+        )
+
+    @admin.action(
+        description="Cancel (queued or not yet acknowledged)", permissions=["cancel_command"]
+    )
+    def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
+        for command in queryset:
+            try:
+                services.command_cancel(actor=request.user, command=command)
+            except ServiceError as exc:
+                self.message_user(request, f"{command.command_id}: {exc.message}", messages.WARNING)
+
+
+@admin.register(CommandGroup)
+class CommandGroupAdmin(ReadOnlyAdmin):
+    list_display = ["group_id", "command_type", "target", "created_by", "created_at"]
+    readonly_fields = [
+        "group_id",
+        "command_type",
+        "payload",
+        "target",
+        "created_by",
+        "created_at",
+        "counts",
+    ]
+
+    @admin.display(description="commands by state")
+    def counts(self, group: CommandGroup) -> str:
+        return ", ".join(f"{k}: {v}" for k, v in services.command_group_counts(group).items() if v)

@@ -1,0 +1,93 @@
+"""Admin actions on selected devices that queue commands (used by DeviceAdmin)."""
+
+from collections.abc import Callable
+
+from django import forms
+from django.contrib import admin, messages
+from django.db.models import QuerySet
+from django.http import HttpRequest
+from django.template.response import TemplateResponse
+from rest_framework.exceptions import ValidationError
+
+from commands.registry import COMMAND_TYPES
+from commands.services import CommandSpec, command_enqueue
+from homepot.errors import ServiceError
+
+Action = Callable[[admin.ModelAdmin, HttpRequest, QuerySet], TemplateResponse | None]
+
+
+class ServiceForm(forms.Form):
+    service = forms.CharField(max_length=128, help_text="A systemd unit, e.g. nginx.service")
+
+    def clean_service(self) -> str:
+        try:
+            CommandSpec.validated(command_type="restart_service", payload=self.cleaned_data)
+        except ValidationError as exc:
+            raise forms.ValidationError(str(exc.detail.get("service", exc.detail))) from None
+        return self.cleaned_data["service"]
+
+
+def _queue(
+    modeladmin: admin.ModelAdmin, request: HttpRequest, devices: QuerySet, spec: CommandSpec
+) -> None:
+    queued = 0
+    for device in devices:
+        try:
+            command_enqueue(actor=request.user, device=device, spec=spec)
+            queued += 1
+        except ServiceError as exc:
+            modeladmin.message_user(request, f"{device}: {exc.message}", messages.WARNING)
+    modeladmin.message_user(request, f"Queued {spec.command_type} for {queued} device(s).")
+
+
+def queue_action(command_type: str) -> Action:
+    def action(modeladmin: admin.ModelAdmin, request: HttpRequest, devices: QuerySet) -> None:
+        _queue(
+            modeladmin,
+            request,
+            devices,
+            CommandSpec.validated(command_type=command_type, payload={}),
+        )
+
+    action.__name__ = f"queue_{command_type}"
+    return admin.action(
+        description=f"Queue: {COMMAND_TYPES[command_type].description}",
+        permissions=["queue_command"],
+    )(action)
+
+
+def queue_service_action(command_type: str) -> Action:
+    """Asks for the service name on an intermediate page, then queues."""
+
+    def action(
+        modeladmin: admin.ModelAdmin, request: HttpRequest, devices: QuerySet
+    ) -> TemplateResponse | None:
+        form = ServiceForm(request.POST if "apply" in request.POST else None)
+        if form.is_valid():
+            spec = CommandSpec.validated(command_type=command_type, payload=form.cleaned_data)
+            _queue(modeladmin, request, devices, spec)
+            return None
+        context = {
+            **modeladmin.admin_site.each_context(request),
+            "title": COMMAND_TYPES[command_type].description.replace("SERVICE", "a service"),
+            "form": form,
+            "devices": devices,
+            "action": action.__name__,
+        }
+        return TemplateResponse(request, "admin/commands/service_form.html", context)
+
+    action.__name__ = f"queue_{command_type}"
+    return admin.action(
+        description=f"Queue: {command_type.replace('_', ' ')}…", permissions=["queue_command"]
+    )(action)
+
+
+DEVICE_ACTIONS = [
+    queue_action("ping"),
+    queue_action("reboot"),
+    queue_action("list_services"),
+    queue_service_action("restart_service"),
+    queue_service_action("stop_service"),
+    queue_service_action("start_service"),
+    queue_service_action("service_status"),
+]

@@ -1,0 +1,131 @@
+import uuid
+
+from django.conf import settings
+from django.db import models
+from django.db.models import Q
+
+from devices.models import Device
+
+
+class Status(models.TextChoices):
+    QUEUED = "queued"
+    DELIVERED = "delivered"
+    IN_PROGRESS = "in_progress"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    REJECTED = "rejected"
+    TIMED_OUT = "timed_out"
+    EXPIRED = "expired"
+    CANCELED = "canceled"
+
+
+TERMINAL = frozenset(
+    {
+        Status.SUCCEEDED,
+        Status.FAILED,
+        Status.REJECTED,
+        Status.TIMED_OUT,
+        Status.EXPIRED,
+        Status.CANCELED,
+    }
+)
+
+
+class CommandGroup(models.Model):
+    """One bulk request: the same command queued for many devices."""
+
+    group_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    command_type = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict, blank=True)
+    # What the operator asked for: device ids, or a site and optional device type.
+    target = models.JSONField(default=dict, blank=True)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # NULL, not "", when absent: the unique constraint only covers given keys.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-created_at"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="commandgroup_idempotency_key_unique",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.command_type} x{self.target}"
+
+
+class CommandQuerySet(models.QuerySet):
+    def queued_for(self, device_pk: int) -> "CommandQuerySet":
+        return self.filter(device_id=device_pk, status=Status.QUEUED)
+
+    def active(self) -> "CommandQuerySet":
+        return self.exclude(status__in=TERMINAL)
+
+
+class Command(models.Model):
+    command_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
+    group = models.ForeignKey(
+        CommandGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"
+    )
+    command_type = models.CharField(max_length=64)
+    payload = models.JSONField(default=dict, blank=True)
+    status = models.CharField(max_length=16, choices=Status.choices, default=Status.QUEUED)
+    created_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
+    )
+    # NULL, not "", when absent: the unique constraint only covers given keys.
+    idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+
+    created_at = models.DateTimeField(auto_now_add=True)
+    delivered_at = models.DateTimeField(null=True, blank=True)
+    started_at = models.DateTimeField(null=True, blank=True)
+    finished_at = models.DateTimeField(null=True, blank=True)
+    # When the agent says it ran the command (its own clock).
+    executed_at = models.DateTimeField(null=True, blank=True)
+
+    expires_at = models.DateTimeField(null=True, blank=True)
+    ack_deadline = models.DateTimeField(null=True, blank=True)
+    timeout_seconds = models.PositiveIntegerField()
+    deadline = models.DateTimeField(null=True, blank=True)
+    attempts = models.PositiveSmallIntegerField(default=0)
+    max_attempts = models.PositiveSmallIntegerField(default=3)
+
+    result = models.JSONField(null=True, blank=True)
+    exit_code = models.IntegerField(null=True, blank=True)
+    output = models.TextField(blank=True)
+    error = models.TextField(blank=True)
+
+    objects = CommandQuerySet.as_manager()
+
+    class Meta:
+        ordering = ["-created_at", "-id"]
+        indexes = [
+            # delivery: a device's queued commands, oldest first
+            models.Index(fields=["device", "status", "created_at"]),
+            # the beat sweeps: queued past expiry, delivered past ack, running past deadline
+            models.Index(fields=["status", "expires_at"]),
+            models.Index(fields=["status", "ack_deadline"]),
+            models.Index(fields=["status", "deadline"]),
+        ]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["created_by", "idempotency_key"],
+                condition=Q(idempotency_key__isnull=False),
+                name="command_idempotency_key_unique",
+            )
+        ]
+        permissions = [("cancel_command", "Can cancel a command")]
+
+    def __str__(self) -> str:
+        return f"{self.command_type} {self.command_id} ({self.status})"
+
+    @property
+    def is_terminal(self) -> bool:
+        return self.status in TERMINAL

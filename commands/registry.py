@@ -1,0 +1,81 @@
+"""The command types the server accepts, in one place.
+
+Each entry names the type and the serializer its payload must pass at queue
+time. A later command (power supply, ARP scan) is one more entry here.
+"""
+
+from dataclasses import dataclass
+
+from rest_framework import serializers
+
+
+class StrictPayload(serializers.Serializer):
+    """A payload serializer that refuses fields it does not declare."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return attrs
+
+
+class NoPayload(StrictPayload):
+    pass
+
+
+class ServicePayload(StrictPayload):
+    service = serializers.RegexField(
+        r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$",
+        error_messages={"invalid": "Not a systemd unit name."},
+    )
+
+
+class UpdateConfigPayload(StrictPayload):
+    collect_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    push_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    poll_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
+    enabled_collectors = serializers.ListField(
+        child=serializers.SlugField(max_length=64), max_length=64, required=False
+    )
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if not attrs:
+            raise serializers.ValidationError("Name at least one setting to change.")
+        return attrs
+
+
+@dataclass(frozen=True)
+class CommandType:
+    name: str
+    payload: type[serializers.Serializer]
+    description: str
+    # Seconds the agent may take after acknowledging before the command times out.
+    default_timeout: int = 300
+
+
+COMMAND_TYPES: dict[str, CommandType] = {
+    t.name: t
+    for t in [
+        CommandType("ping", NoPayload, "Answer with the agent's time and version.", 60),
+        CommandType("reboot", NoPayload, "Reboot the machine; confirmed by a new boot id.", 900),
+        CommandType("restart_service", ServicePayload, "systemctl restart SERVICE."),
+        CommandType("stop_service", ServicePayload, "systemctl stop SERVICE."),
+        CommandType("start_service", ServicePayload, "systemctl start SERVICE."),
+        CommandType("service_status", ServicePayload, "systemctl status of SERVICE.", 60),
+        CommandType("list_services", NoPayload, "The state of the configured services.", 60),
+        CommandType("update_config", UpdateConfigPayload, "Change agent settings live.", 60),
+    ]
+}
+
+
+def command_type_get(name: str) -> CommandType | None:
+    # HOMEPOT's earlier agents used upper-case names (REBOOT, UPDATE_CONFIG).
+    return COMMAND_TYPES.get(name.lower())
+
+
+def payload_validate(command_type: CommandType, payload: dict) -> dict:
+    """The cleaned payload, or serializers.ValidationError naming the bad fields."""
+    serializer = command_type.payload(data=payload)
+    serializer.is_valid(raise_exception=True)
+    return dict(serializer.validated_data)

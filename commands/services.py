@@ -1,0 +1,454 @@
+"""The command lifecycle (see DESIGN.md: Commands, one state machine).
+
+Every transition is a conditional UPDATE on the status it was read in, with
+its row count checked, so two workers, two polls or a poll racing a beat sweep
+can never both move one command.
+"""
+
+import logging
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.models import AbstractBaseUser
+from django.core.cache import cache
+from django.db import IntegrityError, transaction
+from django.db.models import Count, F, QuerySet
+from django.utils import timezone
+
+from commands.models import Command, CommandGroup, Status
+from commands.registry import command_type_get, payload_validate
+from devices.auth import DeviceIdentity
+from devices.models import AuditEntry, Device, Event
+from devices.services import Actor, audit_record
+from homepot.errors import ConflictError, NotFoundError, ServiceError
+
+logger = logging.getLogger(__name__)
+
+# What agents may report, HOMEPOT's earlier names included.
+REPORTED_STATUSES = {
+    "completed": Status.SUCCEEDED,
+    "succeeded": Status.SUCCEEDED,
+    "success": Status.SUCCEEDED,
+    "failed": Status.FAILED,
+    "error": Status.FAILED,
+    "rejected": Status.REJECTED,
+    "in_progress": Status.IN_PROGRESS,
+    "running": Status.IN_PROGRESS,
+    "acknowledged": Status.IN_PROGRESS,
+}
+REPORTED_STATUS_NAMES = sorted(REPORTED_STATUSES)
+# The states a report may move a command from.
+REPORTABLE_FROM = {
+    Status.IN_PROGRESS: {Status.DELIVERED},
+    Status.SUCCEEDED: {Status.DELIVERED, Status.IN_PROGRESS},
+    Status.FAILED: {Status.DELIVERED, Status.IN_PROGRESS},
+    Status.REJECTED: {Status.DELIVERED, Status.IN_PROGRESS},
+}
+
+
+# --- The per-device queue marker: lets an empty poll skip the database -------------------
+
+
+def _marker_key(device_pk: int) -> str:
+    return f"cmdq:{device_pk}"
+
+
+def queue_mark(device_pks: Iterable[int]) -> None:
+    """Note that these devices may have queued commands.
+
+    Set now and again after commit: a poll that cleared the marker before our
+    commit finds the marker set again afterwards.
+    """
+    keys = {_marker_key(pk): 1 for pk in device_pks}
+    if not keys:
+        return
+    cache.set_many(keys, timeout=None)
+    transaction.on_commit(lambda: cache.set_many(keys, timeout=None))
+
+
+# --- Events and audit -------------------------------------------------------------------
+
+
+def _event(command: Command, old: str, new: str, **data: Any) -> Event:
+    return Event(
+        device_id=command.device_id,
+        kind=f"command.{new}",
+        message=f"{command.command_type}: {old} -> {new}"
+        if old
+        else f"{command.command_type}: {new}",
+        data={"command_id": str(command.command_id), "from": old, "to": new, **data},
+    )
+
+
+def _transition(command: Command, new: Status, allowed_from: set[str], **fields: Any) -> bool:
+    """Move the command from the status it was read in; False if that is not allowed
+    or another process moved it first."""
+    old = command.status
+    if old not in allowed_from:
+        return False
+    moved = Command.objects.filter(pk=command.pk, status=old).update(status=new, **fields)
+    if not moved:
+        return False
+    Event.objects.bulk_create([_event(command, old, new)])
+    command.refresh_from_db()
+    return True
+
+
+# --- Queue --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CommandSpec:
+    """What to run, validated against the registry."""
+
+    command_type: str
+    payload: dict
+    expires_in: int | None = None
+    timeout: int | None = None
+    max_attempts: int | None = None
+
+    @classmethod
+    def validated(cls, *, command_type: str, payload: dict | None, **options: Any) -> "CommandSpec":
+        spec_type = command_type_get(command_type)
+        if spec_type is None:
+            raise ServiceError(
+                f"Unknown command type {command_type!r}.", code="unknown_command_type"
+            )
+        return cls(spec_type.name, payload_validate(spec_type, payload or {}), **options)
+
+    def fields(self, now: datetime) -> dict[str, Any]:
+        return {
+            "command_type": self.command_type,
+            "payload": self.payload,
+            "expires_at": now
+            + timedelta(seconds=self.expires_in or settings.COMMAND_DEFAULT_EXPIRES_SECONDS),
+            "timeout_seconds": self.timeout or command_type_get(self.command_type).default_timeout,
+            "max_attempts": self.max_attempts or settings.COMMAND_MAX_ATTEMPTS,
+        }
+
+
+def _user(actor: Actor) -> AbstractBaseUser | None:
+    return actor if isinstance(actor, AbstractBaseUser) else None
+
+
+def command_enqueue(
+    *, actor: Actor, device: Device, spec: CommandSpec, idempotency_key: str | None = None
+) -> tuple[Command, bool]:
+    """Queue one command. Returns (command, created); a repeated idempotency key
+    returns the command the first request created."""
+    if idempotency_key:
+        existing = Command.objects.filter(
+            created_by=_user(actor), idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing, False
+    if device.decommissioned_at is not None:
+        raise ConflictError(f"Device {device.device_id} is decommissioned.", code="decommissioned")
+    try:
+        with transaction.atomic():
+            command = Command.objects.create(
+                device=device,
+                created_by=_user(actor),
+                idempotency_key=idempotency_key,
+                **spec.fields(timezone.now()),
+            )
+            Event.objects.bulk_create([_event(command, "", Status.QUEUED)])
+            audit_record(
+                actor=actor,
+                action="command.queue",
+                target=command,
+                data={"device": device.device_id, "command_type": command.command_type},
+            )
+            queue_mark([device.pk])
+    except IntegrityError:  # a concurrent retry with the same idempotency key won
+        return Command.objects.get(created_by=_user(actor), idempotency_key=idempotency_key), False
+    return command, True
+
+
+def devices_for_bulk(
+    *, device_ids: list[str] | None, site_id: str | None, device_type: str | None
+) -> QuerySet:
+    devices = Device.objects.active()
+    if device_ids is not None:
+        found = devices.filter(device_id__in=device_ids)
+        missing = sorted(set(device_ids) - set(found.values_list("device_id", flat=True)))
+        if missing:
+            raise NotFoundError(f"Unknown or decommissioned devices: {', '.join(missing[:20])}.")
+        return found
+    devices = devices.filter(site__site_id=site_id)
+    if device_type:
+        devices = devices.filter(device_type=device_type)
+    return devices
+
+
+def commands_enqueue_bulk(
+    *,
+    actor: Actor,
+    devices: QuerySet,
+    spec: CommandSpec,
+    target: dict,
+    idempotency_key: str | None = None,
+) -> tuple[CommandGroup, bool]:
+    """The same command for many devices, as one group."""
+    if idempotency_key:
+        existing = CommandGroup.objects.filter(
+            created_by=_user(actor), idempotency_key=idempotency_key
+        ).first()
+        if existing is not None:
+            return existing, False
+    device_pks = list(devices.values_list("pk", flat=True)[: settings.COMMAND_BULK_MAX_DEVICES + 1])
+    if not device_pks:
+        raise ServiceError("No devices match the target.", code="no_devices")
+    if len(device_pks) > settings.COMMAND_BULK_MAX_DEVICES:
+        raise ServiceError(
+            f"At most {settings.COMMAND_BULK_MAX_DEVICES} devices per request.", code="too_many"
+        )
+    now = timezone.now()
+    with transaction.atomic():
+        group = CommandGroup.objects.create(
+            command_type=spec.command_type,
+            payload=spec.payload,
+            target=target,
+            created_by=_user(actor),
+            idempotency_key=idempotency_key,
+        )
+        fields = spec.fields(now)
+        commands = Command.objects.bulk_create(
+            [
+                Command(device_id=pk, group=group, created_by=_user(actor), **fields)
+                for pk in device_pks
+            ]
+        )
+        Event.objects.bulk_create([_event(c, "", Status.QUEUED) for c in commands])
+        audit_record(
+            actor=actor,
+            action="command.queue_bulk",
+            target=group,
+            data={"devices": len(device_pks), "command_type": spec.command_type, **target},
+        )
+        queue_mark(device_pks)
+    return group, True
+
+
+def command_group_counts(group: CommandGroup) -> dict[str, int]:
+    counts = dict.fromkeys(Status.values, 0)
+    rows = group.commands.values("status").annotate(n=Count("id")).order_by()
+    counts.update({row["status"]: row["n"] for row in rows})
+    return counts
+
+
+# --- Delivery, ack and result (device side) ---------------------------------------------------
+
+
+def commands_deliver(*, identity: DeviceIdentity, now: datetime | None = None) -> list[Command]:
+    """Claim the device's oldest queued commands and mark them DELIVERED.
+
+    Nothing queued (no marker in the cache) costs no database query at all.
+    """
+    marker = _marker_key(identity.pk)
+    if not cache.get(marker):
+        return []
+    # Clear before reading: a command queued meanwhile sets the marker again.
+    cache.delete(marker)
+    try:
+        delivered = _claim(identity, now or timezone.now())
+    except Exception:
+        cache.set(marker, 1, timeout=None)
+        raise
+    if len(delivered) == settings.COMMAND_DELIVERY_BATCH:
+        cache.set(marker, 1, timeout=None)  # there may be more
+    return delivered
+
+
+def _claim(identity: DeviceIdentity, now: datetime) -> list[Command]:
+    with transaction.atomic():
+        # SKIP LOCKED (PostgreSQL): a concurrent poll of the same device takes
+        # other rows or none, never these. SQLite serialises writers instead.
+        commands = list(
+            Command.objects.queued_for(identity.pk)
+            .filter(expires_at__gt=now)
+            .order_by("created_at", "id")
+            .select_for_update(skip_locked=True)[: settings.COMMAND_DELIVERY_BATCH]
+        )
+        if not commands:
+            return []
+        ack_deadline = now + timedelta(seconds=settings.COMMAND_ACK_TIMEOUT_SECONDS)
+        moved = Command.objects.filter(
+            pk__in=[c.pk for c in commands], status=Status.QUEUED
+        ).update(
+            status=Status.DELIVERED,
+            delivered_at=now,
+            ack_deadline=ack_deadline,
+            attempts=F("attempts") + 1,
+        )
+        if moved != len(commands):  # cannot happen with the row locks held
+            raise RuntimeError("delivery lost a race it should have been protected from")
+        Event.objects.bulk_create([_event(c, Status.QUEUED, Status.DELIVERED) for c in commands])
+        AuditEntry.objects.bulk_create(
+            [
+                AuditEntry(
+                    actor_device_id=identity.pk,
+                    actor=identity.device_id,
+                    action="command.deliver",
+                    target_type="command",
+                    target_id=str(c.command_id),
+                )
+                for c in commands
+            ]
+        )
+    for command in commands:
+        command.status, command.delivered_at = Status.DELIVERED, now
+        command.attempts += 1
+    return commands
+
+
+def command_get_for_device(*, identity: DeviceIdentity, command_id: UUID) -> Command:
+    """The device's own command; another device's is as unknown as a missing one."""
+    command = Command.objects.filter(command_id=command_id, device_id=identity.pk).first()
+    if command is None:
+        raise NotFoundError("Command not found.")
+    return command
+
+
+def _refuse(command: Command, wanted: str) -> None:
+    logger.warning(
+        "refused %s for command %s in state %s", wanted, command.command_id, command.status
+    )
+    raise ConflictError(
+        f"Command is {command.status}; it cannot become {wanted}.", code=str(command.status)
+    )
+
+
+def command_ack(*, identity: DeviceIdentity, command_id: UUID) -> Command:
+    command = command_get_for_device(identity=identity, command_id=command_id)
+    if command.status == Status.IN_PROGRESS:
+        return command  # a repeated ack changes nothing
+    now = timezone.now()
+    started = _transition(
+        command,
+        Status.IN_PROGRESS,
+        {Status.DELIVERED},
+        started_at=now,
+        deadline=now + timedelta(seconds=command.timeout_seconds),
+    )
+    if not started:
+        _refuse(command, Status.IN_PROGRESS)
+    return command
+
+
+def _cap_output(output: str) -> str:
+    limit = settings.COMMAND_OUTPUT_MAX_CHARS
+    if len(output) <= limit:
+        return output
+    note = f"\n[... {len(output) - limit} characters cut]"
+    return output[: limit - len(note)] + note
+
+
+def command_report(
+    *,
+    identity: DeviceIdentity,
+    command_id: UUID,
+    status: str,
+    result: dict | None = None,
+    executed_at: datetime | None = None,
+    exit_code: int | None = None,
+    output: str = "",
+    error: str = "",
+) -> Command:
+    """Record what the agent says happened. A terminal command never changes again."""
+    command = command_get_for_device(identity=identity, command_id=command_id)
+    new = REPORTED_STATUSES[status.lower()]
+    if new == Status.IN_PROGRESS:
+        return command_ack(identity=identity, command_id=command_id)
+    now = timezone.now()
+    finished = _transition(
+        command,
+        new,
+        REPORTABLE_FROM[new],
+        finished_at=now,
+        executed_at=executed_at or now,
+        result=result,
+        exit_code=exit_code,
+        output=_cap_output(output),
+        error=_cap_output(error),
+    )
+    if not finished:
+        _refuse(command, new)
+    audit_record(
+        actor=identity,
+        action="command.report",
+        target=command,
+        data={"status": new, "exit_code": exit_code},
+    )
+    return command
+
+
+# --- Cancel (operator side) ----------------------------------------------------------------------
+
+
+def command_get(command_id: UUID) -> Command:
+    command = Command.objects.select_related("device").filter(command_id=command_id).first()
+    if command is None:
+        raise NotFoundError("Command not found.")
+    return command
+
+
+def command_cancel(*, actor: Actor, command: Command) -> Command:
+    """Cancel a command the agent has not started.
+
+    QUEUED: it is never delivered. DELIVERED: the agent holds it but has not
+    acknowledged it; its ack is answered 409 (code "canceled"), so it never
+    runs. IN_PROGRESS: refused, the device is already running it.
+    """
+    if command.status == Status.IN_PROGRESS:
+        raise ConflictError(
+            "The device is already running this command; it cannot be canceled.",
+            code="in_progress",
+        )
+    canceled = _transition(
+        command, Status.CANCELED, {Status.QUEUED, Status.DELIVERED}, finished_at=timezone.now()
+    )
+    if not canceled:
+        _refuse(command, Status.CANCELED)
+    audit_record(actor=actor, action="command.cancel", target=command)
+    return command
+
+
+# --- Beat sweeps ---------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    expired: int = 0
+    requeued: int = 0
+    timed_out: int = 0
+
+
+def commands_sweep(*, now: datetime | None = None) -> SweepReport:
+    """Expire, re-queue and time out commands whose clocks ran out."""
+    now = now or timezone.now()
+    report = SweepReport()
+    for command in Command.objects.filter(status=Status.QUEUED, expires_at__lte=now):
+        report.expired += _transition(command, Status.EXPIRED, {Status.QUEUED}, finished_at=now)
+    for command in Command.objects.filter(status=Status.DELIVERED, ack_deadline__lte=now):
+        if command.attempts < command.max_attempts:
+            if _transition(command, Status.QUEUED, {Status.DELIVERED}, ack_deadline=None):
+                report.requeued += 1
+                queue_mark([command.device_id])
+        else:
+            report.timed_out += _transition(
+                command, Status.TIMED_OUT, {Status.DELIVERED}, finished_at=now
+            )
+    for command in Command.objects.filter(status=Status.IN_PROGRESS, deadline__lte=now):
+        report.timed_out += _transition(
+            command, Status.TIMED_OUT, {Status.IN_PROGRESS}, finished_at=now
+        )
+    # The queue markers live in the cache; if it lost them (a Redis restart),
+    # this puts them back within one sweep.
+    queued = Command.objects.filter(status=Status.QUEUED).order_by().values_list("device_id")
+    queue_mark(pk for (pk,) in queued.distinct())
+    return report

@@ -1,0 +1,16 @@
+import logging
+from dataclasses import asdict
+
+from celery import shared_task
+
+from commands import services
+
+logger = logging.getLogger(__name__)
+
+
+@shared_task
+def sweep_commands() -> dict[str, int]:
+    report = asdict(services.commands_sweep())
+    if any(report.values()):
+        logger.info("command sweep: %s", report)
+    return report

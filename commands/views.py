@@ -1,0 +1,203 @@
+from uuid import UUID
+
+import django_filters
+from django.conf import settings
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import generics, status
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from commands import services
+from commands.models import Command, CommandGroup
+from commands.serializers import (
+    BulkCommandSerializer,
+    CommandGroupSerializer,
+    CommandOptionsSerializer,
+    CommandReportSerializer,
+    CommandSerializer,
+    PendingCommandSerializer,
+)
+from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
+from devices.services import device_get
+from homepot.api import HasPermissions
+from homepot.errors import NotFoundError
+
+POLL_HEADER = "X-Poll-Interval"
+IDEMPOTENCY_PARAMETER = OpenApiParameter(
+    "Idempotency-Key",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="Retrying with the same key returns the first request's result (200).",
+)
+
+
+def _idempotency_key(request: Request) -> str | None:
+    return request.headers.get("Idempotency-Key", "")[:128] or None
+
+
+class CommandFilter(django_filters.FilterSet):
+    class Meta:
+        model = Command
+        fields = ["status", "command_type"]
+
+
+class DeviceCommandsApi(generics.ListAPIView):
+    """GET: a device's command history. POST: queue a command for it."""
+
+    permission_classes = [HasPermissions]
+    required_permissions = {"GET": ["commands.view_command"], "POST": ["commands.add_command"]}
+    serializer_class = CommandSerializer
+    filterset_class = CommandFilter
+    queryset = Command.objects.none()  # for the schema; get_queryset() serves requests
+
+    def get_queryset(self):  # noqa: ANN201 (DRF hook)
+        if getattr(self, "swagger_fake_view", False):
+            return self.queryset
+        device = device_get(self.kwargs["device_id"])
+        return Command.objects.filter(device=device).select_related("device", "group", "created_by")
+
+    @extend_schema(
+        request=CommandOptionsSerializer,
+        responses={201: CommandSerializer, 200: CommandSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+    )
+    def post(self, request: Request, device_id: str) -> Response:
+        serializer = CommandOptionsSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        spec = services.CommandSpec.validated(**serializer.validated_data)
+        command, created = services.command_enqueue(
+            actor=request.user,
+            device=device_get(device_id),
+            spec=spec,
+            idempotency_key=_idempotency_key(request),
+        )
+        return Response(
+            CommandSerializer(command).data,
+            status=status.HTTP_201_CREATED if created else status.HTTP_200_OK,
+        )
+
+
+class BulkCommandsApi(APIView):
+    permission_classes = [HasPermissions]
+    required_permissions = {"POST": ["commands.add_command"]}
+
+    @extend_schema(
+        request=BulkCommandSerializer,
+        responses={201: CommandGroupSerializer, 200: CommandGroupSerializer},
+        parameters=[IDEMPOTENCY_PARAMETER],
+        description="Queue one command for a list of devices, or for a site's devices "
+        "(optionally of one type). Read the group back at /api/v1/command-groups/{group_id}.",
+    )
+    def post(self, request: Request) -> Response:
+        serializer = BulkCommandSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        target = {k: data.pop(k) for k in ("device_ids", "site", "device_type") if k in data}
+        devices = services.devices_for_bulk(
+            device_ids=target.get("device_ids"),
+            site_id=target.get("site"),
+            device_type=target.get("device_type"),
+        )
+        group, created = services.commands_enqueue_bulk(
+            actor=request.user,
+            devices=devices,
+            spec=services.CommandSpec.validated(**data),
+            target=target,
+            idempotency_key=_idempotency_key(request),
+        )
+        body = CommandGroupSerializer(
+            group, context={"counts": services.command_group_counts(group)}
+        ).data
+        return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
+
+
+class CommandGroupDetailApi(APIView):
+    permission_classes = [HasPermissions]
+    required_permissions = {"GET": ["commands.view_command"]}
+
+    @extend_schema(responses=CommandGroupSerializer)
+    def get(self, request: Request, group_id: UUID) -> Response:
+        group = CommandGroup.objects.select_related("created_by").filter(group_id=group_id).first()
+        if group is None:
+            raise NotFoundError("Command group not found.")
+        counts = services.command_group_counts(group)
+        return Response(CommandGroupSerializer(group, context={"counts": counts}).data)
+
+
+class CommandDetailApi(APIView):
+    permission_classes = [HasPermissions]
+    required_permissions = {"GET": ["commands.view_command"]}
+
+    @extend_schema(responses=CommandSerializer)
+    def get(self, request: Request, command_id: UUID) -> Response:
+        return Response(CommandSerializer(services.command_get(command_id)).data)
+
+
+class CommandCancelApi(APIView):
+    permission_classes = [HasPermissions]
+    required_permissions = {"POST": ["commands.cancel_command"]}
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: CommandSerializer,
+            409: OpenApiResponse(description="already running or finished"),
+        },
+        description="Cancel a command the agent has not started. A QUEUED command is never "
+        "delivered; a DELIVERED one is refused when the agent acknowledges it. A command "
+        "already IN_PROGRESS cannot be canceled (409).",
+    )
+    def post(self, request: Request, command_id: UUID) -> Response:
+        command = services.command_cancel(
+            actor=request.user, command=services.command_get(command_id)
+        )
+        return Response(CommandSerializer(command).data)
+
+
+# --- Device side -------------------------------------------------------------------------------
+
+
+class PendingCommandsApi(APIView):
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(
+        responses=PendingCommandSerializer(many=True),
+        description="The device's queued commands, oldest first, now marked delivered. "
+        f"The {POLL_HEADER} response header advises when to poll again (seconds).",
+    )
+    def get(self, request: Request) -> Response:
+        commands = services.commands_deliver(identity=request.user)
+        interval = (
+            settings.COMMAND_POLL_BUSY_SECONDS if commands else settings.COMMAND_POLL_IDLE_SECONDS
+        )
+        return Response(
+            PendingCommandSerializer(commands, many=True).data,
+            headers={POLL_HEADER: str(interval)},
+        )
+
+
+class CommandAckApi(APIView):
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=None, responses=PendingCommandSerializer)
+    def post(self, request: Request, device_id: str, command_id: UUID) -> Response:
+        require_same_device(request.user, device_id)
+        command = services.command_ack(identity=request.user, command_id=command_id)
+        return Response(PendingCommandSerializer(command).data)
+
+
+class CommandReportApi(APIView):
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+
+    @extend_schema(request=CommandReportSerializer, responses=PendingCommandSerializer)
+    def put(self, request: Request, command_id: UUID) -> Response:
+        serializer = CommandReportSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = {k: v for k, v in serializer.validated_data.items() if v is not None}
+        command = services.command_report(identity=request.user, command_id=command_id, **data)
+        return Response(PendingCommandSerializer(command).data)
