@@ -8,29 +8,21 @@ from dataclasses import dataclass
 
 from rest_framework import serializers
 
-
-class StrictPayload(serializers.Serializer):
-    """A payload serializer that refuses fields it does not declare."""
-
-    def validate(self, attrs: dict) -> dict:
-        unknown = set(self.initial_data) - set(self.fields)
-        if unknown:
-            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
-        return attrs
+from homepot.api import StrictSerializer
 
 
-class NoPayload(StrictPayload):
+class NoPayload(StrictSerializer):
     pass
 
 
-class ServicePayload(StrictPayload):
+class ServicePayload(StrictSerializer):
     service = serializers.RegexField(
         r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$",
         error_messages={"invalid": "Not a systemd unit name."},
     )
 
 
-class UpdateConfigPayload(StrictPayload):
+class UpdateConfigPayload(StrictSerializer):
     collect_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     push_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     poll_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)

@@ -2,6 +2,7 @@
 
 from typing import Any
 
+from rest_framework import serializers
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -42,3 +43,13 @@ class HasPermissions(BasePermission):
         if needed is None:
             return False
         return user.has_perms(needed)
+
+
+class StrictSerializer(serializers.Serializer):
+    """Refuses fields it does not declare, naming them."""
+
+    def validate(self, attrs: dict) -> dict:
+        unknown = set(self.initial_data) - set(self.fields)
+        if unknown:
+            raise serializers.ValidationError({name: "Unknown field." for name in sorted(unknown)})
+        return attrs

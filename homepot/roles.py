@@ -17,6 +17,8 @@ _VIEW = [
     "view_enrollmenttoken",
     "view_command",
     "view_commandgroup",
+    "view_sample",
+    "view_thermalframe",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW,

@@ -173,9 +173,26 @@ COMMAND_BULK_MAX_DEVICES = env_int("COMMAND_BULK_MAX_DEVICES", 10000, minimum=1)
 COMMAND_POLL_IDLE_SECONDS = env_int("COMMAND_POLL_IDLE_SECONDS", 30, minimum=1)
 COMMAND_POLL_BUSY_SECONDS = env_int("COMMAND_POLL_BUSY_SECONDS", 5, minimum=1)
 
+# --- Telemetry ----------------------------------------------------------------------------
+TELEMETRY_MAX_BODY_BYTES = env_int("TELEMETRY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
+TELEMETRY_MAX_SAMPLES_PER_BATCH = env_int("TELEMETRY_MAX_SAMPLES_PER_BATCH", 1000, minimum=1)
+TELEMETRY_MAX_METRICS_PER_SAMPLE = env_int("TELEMETRY_MAX_METRICS_PER_SAMPLE", 500, minimum=1)
+# Device clocks may run ahead of the server's by this much.
+TELEMETRY_MAX_FUTURE_SKEW_SECONDS = env_int("TELEMETRY_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0)
+TELEMETRY_RAW_RETENTION_DAYS = env_int("TELEMETRY_RAW_RETENTION_DAYS", 30, minimum=1)
+TELEMETRY_MINUTE_RETENTION_DAYS = env_int("TELEMETRY_MINUTE_RETENTION_DAYS", 180, minimum=1)
+TELEMETRY_HOUR_RETENTION_DAYS = env_int("TELEMETRY_HOUR_RETENTION_DAYS", 1825, minimum=1)
+# Each rollup run recomputes this much recent history, so slightly late samples count.
+TELEMETRY_ROLLUP_LOOKBACK_SECONDS = env_int("TELEMETRY_ROLLUP_LOOKBACK_SECONDS", 900, minimum=60)
+TELEMETRY_QUERY_MAX_POINTS = env_int("TELEMETRY_QUERY_MAX_POINTS", 10_000, minimum=100)
+THERMAL_FRAMES_KEPT = env_int("THERMAL_FRAMES_KEPT", 10, minimum=1)
+DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, TELEMETRY_MAX_BODY_BYTES + 1024)
+
 # --- Beat intervals (seconds) ----------------------------------------------------------
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
 COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
+TELEMETRY_ROLLUP_SECONDS = env_int("TELEMETRY_ROLLUP_SECONDS", 60, minimum=10)
+TELEMETRY_PRUNE_SECONDS = env_int("TELEMETRY_PRUNE_SECONDS", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "mark-devices-offline": {
         "task": "devices.tasks.mark_devices_offline",
@@ -184,6 +201,14 @@ CELERY_BEAT_SCHEDULE = {
     "sweep-commands": {
         "task": "commands.tasks.sweep_commands",
         "schedule": COMMAND_SWEEP_SECONDS,
+    },
+    "rollup-telemetry": {
+        "task": "analytics.tasks.rollup_telemetry",
+        "schedule": TELEMETRY_ROLLUP_SECONDS,
+    },
+    "prune-telemetry": {
+        "task": "analytics.tasks.prune_telemetry",
+        "schedule": TELEMETRY_PRUNE_SECONDS,
     },
 }
 

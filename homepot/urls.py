@@ -6,6 +6,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
+    path("api/v1/", include("analytics.urls")),
     path("api/v1/", include("commands.urls")),
     path("api/v1/", include("devices.urls")),
     path("admin/", admin.site.urls),

@@ -109,3 +109,11 @@ def enqueue(operator) -> Callable[..., "Command"]:  # noqa: F821
         return command
 
     return queue
+
+
+@pytest.fixture(autouse=True)
+def _fresh_metric_ids() -> None:
+    # Each test's transaction is rolled back, and with it the metric names.
+    from analytics.services import metric_id_cache_clear
+
+    metric_id_cache_clear()

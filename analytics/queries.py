@@ -1,0 +1,122 @@
+"""Reading telemetry: series over a range at a step, latest values, names.
+
+A series is answered from the coarsest source whose resolution divides the
+step (hour rollups, minute rollups, raw samples). Rollups trail real time, so
+the part of the range after the last rolled-up bucket is answered from the
+next finer source: the newest points are never missing.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from django.conf import settings
+
+from analytics.models import LatestValue, MetricName, RollupHour, RollupMinute, Sample
+from homepot.errors import NotFoundError, ServiceError
+
+# (bucket or ts, min, max, sum, count)
+Row = tuple[datetime, float, float, float, int]
+SOURCES = [("hour", RollupHour, 3600), ("minute", RollupMinute, 60), ("raw", Sample, 1)]
+
+
+@dataclass
+class Series:
+    name: str
+    agg: str
+    step: int
+    start: datetime
+    end: datetime
+    source: str
+    points: list[dict] = field(default_factory=list)
+
+
+def _raw_rows(device_pk: int, metric_pk: int, start: datetime, end: datetime) -> Iterator[Row]:
+    rows = Sample.objects.filter(
+        device_id=device_pk, metric_id=metric_pk, ts__gte=start, ts__lt=end
+    ).values_list("ts", "value")
+    for ts, value in rows.iterator(chunk_size=5000):
+        yield ts, value, value, value, 1
+
+
+def _rows(
+    level: int, device_pk: int, metric_pk: int, start: datetime, end: datetime
+) -> Iterator[Row]:
+    """Rows of SOURCES[level], then the tail its rollups do not cover yet from finer levels."""
+    name, model, _ = SOURCES[level]
+    if name == "raw":
+        yield from _raw_rows(device_pk, metric_pk, start, end)
+        return
+    rollups = model.objects.filter(device_id=device_pk, metric_id=metric_pk)
+    covered = rollups.filter(bucket__gte=start, bucket__lt=end)
+    yield from covered.order_by("bucket").values_list("bucket", "min", "max", "sum", "count")
+    last = (
+        rollups.filter(bucket__lt=end).order_by("-bucket").values_list("bucket", flat=True).first()
+    )
+    resolution = SOURCES[level][2]
+    tail_start = start if last is None or last < start else _after(last, resolution)
+    if tail_start < end:
+        yield from _rows(level + 1, device_pk, metric_pk, tail_start, end)
+
+
+def _after(bucket: datetime, seconds: int) -> datetime:
+    return datetime.fromtimestamp(bucket.timestamp() + seconds, tz=UTC)
+
+
+def _aggregate(rows: Iterator[Row], step: int, agg: str) -> list[dict]:
+    buckets: dict[int, list[float]] = {}
+    for ts, lo, hi, total, count in rows:
+        key = int(ts.timestamp()) // step * step
+        acc = buckets.get(key)
+        if acc is None:
+            buckets[key] = [lo, hi, total, count]
+        else:
+            acc[0], acc[1] = min(acc[0], lo), max(acc[1], hi)
+            acc[2] += total
+            acc[3] += count
+    pick = {
+        "min": lambda a: a[0],
+        "max": lambda a: a[1],
+        "sum": lambda a: a[2],
+        "count": lambda a: a[3],
+        "avg": lambda a: a[2] / a[3],
+    }[agg]
+    return [
+        {"ts": datetime.fromtimestamp(key, tz=UTC), "value": pick(acc)}
+        for key, acc in sorted(buckets.items())
+    ]
+
+
+def metric_series(
+    *, device_pk: int, name: str, start: datetime, end: datetime, step: int, agg: str
+) -> Series:
+    metric_pk = MetricName.objects.filter(name=name).values_list("pk", flat=True).first()
+    if metric_pk is None:
+        raise NotFoundError(f"No metric named {name!r}.")
+    if (end.timestamp() - start.timestamp()) / step > settings.TELEMETRY_QUERY_MAX_POINTS:
+        raise ServiceError(
+            f"More than {settings.TELEMETRY_QUERY_MAX_POINTS} points: use a larger step.",
+            code="too_many_points",
+        )
+    # Align to the step so every bucket is whole.
+    start = datetime.fromtimestamp(int(start.timestamp()) // step * step, tz=UTC)
+    level = next(i for i, (_, _, resolution) in enumerate(SOURCES) if step % resolution == 0)
+    points = _aggregate(_rows(level, device_pk, metric_pk, start, end), step, agg)
+    return Series(name, agg, step, start, end, SOURCES[level][0], points)
+
+
+def latest_values(device_pk: int) -> dict[str, dict]:
+    rows = LatestValue.objects.filter(device_id=device_pk).values_list(
+        "metric__name", "value", "ts"
+    )
+    return {name: {"value": value, "ts": ts} for name, value, ts in rows.order_by("metric__name")}
+
+
+def metric_names(device_pk: int | None = None) -> list[str]:
+    if device_pk is None:
+        return list(MetricName.objects.order_by("name").values_list("name", flat=True))
+    return list(
+        LatestValue.objects.filter(device_id=device_pk)
+        .order_by("metric__name")
+        .values_list("metric__name", flat=True)
+    )

@@ -1,0 +1,115 @@
+from rest_framework import serializers
+
+from analytics.fields import MetricsField, SamplesField, StrictFloatField, TimestampField
+from homepot.api import StrictSerializer
+
+# HOMEPOT's flat payload: each of these is stored as a metric of the same name.
+FLAT_METRICS = [
+    "cpu_percent",
+    "memory_percent",
+    "disk_percent",
+    "network_latency_ms",
+    "transaction_count",
+    "transaction_volume",
+    "error_rate",
+    "active_connections",
+    "collection_interval_seconds",
+]
+
+
+class FlatMetricsSerializer(StrictSerializer):
+    """The flat object HOMEPOT's existing agents send."""
+
+    device_id = serializers.CharField(required=False, max_length=64)
+    timestamp = TimestampField(required=False, help_text="When measured; default: now.")
+    cpu_percent = StrictFloatField(required=False)
+    memory_percent = StrictFloatField(required=False)
+    disk_percent = StrictFloatField(required=False)
+    network_latency_ms = StrictFloatField(required=False, allow_null=True)
+    transaction_count = StrictFloatField(required=False)
+    transaction_volume = StrictFloatField(required=False)
+    error_rate = StrictFloatField(required=False)
+    active_connections = StrictFloatField(required=False)
+    collection_interval_seconds = StrictFloatField(required=False)
+    extra_metrics = MetricsField(required=False)
+
+
+class BatchSerializer(StrictSerializer):
+    """A batch of timestamped samples; the batch id makes a retried upload land once."""
+
+    device_id = serializers.CharField(required=False, max_length=64)
+    batch_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$")
+    samples = SamplesField(help_text="[{ts: ISO 8601 or Unix seconds, metrics: {name: number}}]")
+
+
+class IngestResultSerializer(serializers.Serializer):
+    batch_id = serializers.CharField(allow_null=True)
+    samples = serializers.IntegerField()
+    values = serializers.IntegerField()
+    duplicate = serializers.BooleanField()
+
+
+class SeriesQuerySerializer(serializers.Serializer):
+    name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+    start = TimestampField(required=False)
+    end = serializers.DateTimeField(required=False)
+    step = serializers.IntegerField(min_value=1, max_value=86400 * 7, default=60)
+    agg = serializers.ChoiceField(choices=["avg", "min", "max", "sum", "count"], default="avg")
+
+    def validate(self, attrs: dict) -> dict:
+        if "start" in attrs and "end" in attrs and attrs["end"] <= attrs["start"]:
+            raise serializers.ValidationError({"end": "Must be after start."})
+        return attrs
+
+
+class PointSerializer(serializers.Serializer):
+    ts = serializers.DateTimeField()
+    value = serializers.FloatField()
+
+
+class SeriesSerializer(serializers.Serializer):
+    device_id = serializers.CharField()
+    name = serializers.CharField()
+    agg = serializers.CharField()
+    step = serializers.IntegerField()
+    start = serializers.DateTimeField()
+    end = serializers.DateTimeField()
+    source = serializers.CharField(help_text="raw, minute or hour: where the points came from")
+    points = PointSerializer(many=True)
+
+
+class LatestValueSerializer(serializers.Serializer):
+    value = serializers.FloatField()
+    ts = serializers.DateTimeField()
+
+
+class LatestMetricsSerializer(serializers.Serializer):
+    device_id = serializers.CharField()
+    metrics = serializers.DictField(child=LatestValueSerializer())
+
+
+class ThermalFrameInputSerializer(StrictSerializer):
+    ts = TimestampField(required=False)
+    width = serializers.IntegerField(default=32, min_value=1, max_value=64)
+    height = serializers.IntegerField(default=24, min_value=1, max_value=64)
+    values = serializers.ListField(child=StrictFloatField(), max_length=64 * 64)
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        expected = attrs["width"] * attrs["height"]
+        got = len(attrs["values"])
+        if got != expected:
+            message = f"Expected {expected} values (width x height), got {got}."
+            raise serializers.ValidationError({"values": message})
+        return attrs
+
+
+class ThermalFrameSerializer(serializers.Serializer):
+    device_id = serializers.CharField(source="device.device_id")
+    ts = serializers.DateTimeField()
+    width = serializers.IntegerField()
+    height = serializers.IntegerField()
+    min = serializers.FloatField()
+    max = serializers.FloatField()
+    mean = serializers.FloatField()
+    values = serializers.ListField(child=serializers.FloatField())

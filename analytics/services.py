@@ -1,0 +1,273 @@
+"""Telemetry ingest, rollups, retention and thermal frames."""
+
+import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from django.conf import settings
+from django.db import connection, transaction
+from django.db.models import Count, Max, Min, Sum
+from django.db.models.functions import TruncHour, TruncMinute
+from django.utils import timezone
+
+from analytics.models import (
+    IngestBatch,
+    LatestValue,
+    MetricName,
+    RollupBacklog,
+    RollupHour,
+    RollupMinute,
+    Sample,
+    ThermalFrame,
+)
+from devices.auth import DeviceIdentity
+
+logger = logging.getLogger(__name__)
+
+Samples = Sequence[tuple[datetime, dict[str, float]]]
+# Rows per INSERT statement: 4 parameters each, under SQLite's 32766 limit.
+ROWS_PER_STATEMENT = 2000
+
+# Metric names never change ids, so each process remembers the ones it has seen.
+_metric_ids: dict[str, int] = {}
+
+
+def metric_ids_for(names: Iterable[str]) -> dict[str, int]:
+    names = set(names)
+    missing = names - _metric_ids.keys()
+    if missing:
+        MetricName.objects.bulk_create(
+            [MetricName(name=name) for name in sorted(missing)], ignore_conflicts=True
+        )
+        _metric_ids.update(MetricName.objects.filter(name__in=missing).values_list("name", "id"))
+    return {name: _metric_ids[name] for name in names}
+
+
+def metric_id_cache_clear() -> None:
+    _metric_ids.clear()
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    batch_id: str | None
+    samples: int
+    values: int
+    duplicate: bool = False
+
+
+def _insert_many(sql_head: str, sql_tail: str, rows: list[tuple]) -> None:
+    """INSERT many rows with multi-row VALUES statements (fewer round trips
+    than executemany on both PostgreSQL and SQLite)."""
+    with connection.cursor() as cursor:
+        for start in range(0, len(rows), ROWS_PER_STATEMENT):
+            chunk = rows[start : start + ROWS_PER_STATEMENT]
+            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
+            cursor.execute(
+                f"{sql_head} VALUES {values} {sql_tail}", [v for row in chunk for v in row]
+            )
+
+
+def _table(model: type) -> str:
+    return connection.ops.quote_name(model._meta.db_table)
+
+
+def _record_batch(device_pk: int, batch_id: str, samples: int, values: int) -> bool:
+    """True if the batch id is new for the device (and is now recorded)."""
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {_table(IngestBatch)}"
+            " (device_id, batch_id, received_at, sample_count, value_count) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id, batch_id) DO NOTHING",
+            [device_pk, batch_id, _db_time(timezone.now()), samples, values],
+        )
+        return cursor.rowcount == 1
+
+
+def _db_time(value: datetime) -> object:
+    return connection.ops.adapt_datetimefield_value(value)
+
+
+def telemetry_ingest(
+    *, identity: DeviceIdentity, samples: Samples, batch_id: str | None = None
+) -> IngestResult:
+    """Store samples in one transaction: raw rows, the latest value of each
+    metric, and a note for the rollups when samples arrive late."""
+    values = sum(len(metrics) for _, metrics in samples)
+    ids = metric_ids_for(name for _, metrics in samples for name in metrics)
+    device_pk = identity.pk
+    rows, newest = [], {}
+    for ts, metrics in samples:
+        db_ts = _db_time(ts)
+        for name, value in metrics.items():
+            metric_pk = ids[name]
+            rows.append((device_pk, metric_pk, db_ts, value))
+            if metric_pk not in newest or newest[metric_pk][0] < ts:
+                newest[metric_pk] = (ts, db_ts, value)
+    with transaction.atomic():
+        if batch_id and not _record_batch(device_pk, batch_id, len(samples), values):
+            return IngestResult(batch_id, 0, 0, duplicate=True)
+        _insert_many(
+            f"INSERT INTO {_table(Sample)} (device_id, metric_id, ts, value)",
+            "ON CONFLICT DO NOTHING",
+            rows,
+        )
+        latest = _table(LatestValue)
+        _insert_many(
+            f"INSERT INTO {latest} (device_id, metric_id, ts, value)",
+            f"ON CONFLICT (device_id, metric_id) DO UPDATE SET ts = excluded.ts,"
+            f" value = excluded.value WHERE {latest}.ts < excluded.ts",
+            [(device_pk, metric_pk, db_ts, v) for metric_pk, (_, db_ts, v) in newest.items()],
+        )
+        _note_late_samples(device_pk, [ts for ts, _ in samples])
+    return IngestResult(batch_id, len(samples), values)
+
+
+def _note_late_samples(device_pk: int, timestamps: list[datetime]) -> None:
+    """Samples older than what the next rollup run recomputes get their range
+    re-rolled by a backlog entry."""
+    oldest = min(timestamps)
+    if oldest < timezone.now() - timedelta(seconds=settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS):
+        RollupBacklog.objects.create(device_id=device_pk, start=oldest, end=max(timestamps))
+
+
+# --- Rollups ------------------------------------------------------------------------------------
+
+MINUTE, HOUR = timedelta(minutes=1), timedelta(hours=1)
+
+
+def _floor(ts: datetime, unit: timedelta) -> datetime:
+    seconds = int(unit.total_seconds())
+    return datetime.fromtimestamp(int(ts.timestamp()) // seconds * seconds, tz=ts.tzinfo)
+
+
+def _upsert_rollups(model: type[RollupMinute | RollupHour], rows: Iterable[dict]) -> int:
+    objects = [model(**row) for row in rows]
+    model.objects.bulk_create(
+        objects,
+        batch_size=1000,
+        update_conflicts=True,
+        unique_fields=["device", "metric", "bucket"],
+        update_fields=["min", "max", "sum", "count"],
+    )
+    return len(objects)
+
+
+def rollup_minutes(*, start: datetime, end: datetime, device_pk: int | None = None) -> int:
+    samples = Sample.objects.filter(ts__gte=start, ts__lt=end)
+    if device_pk is not None:
+        samples = samples.filter(device_id=device_pk)
+    rows = (
+        samples.annotate(bucket=TruncMinute("ts"))
+        .values("device_id", "metric_id", "bucket")
+        .annotate(min=Min("value"), max=Max("value"), sum=Sum("value"), count=Count("value"))
+        .order_by()
+    )
+    return _upsert_rollups(RollupMinute, rows)
+
+
+def rollup_hours(*, start: datetime, end: datetime, device_pk: int | None = None) -> int:
+    minutes = RollupMinute.objects.filter(bucket__gte=start, bucket__lt=end)
+    if device_pk is not None:
+        minutes = minutes.filter(device_id=device_pk)
+    rows = (
+        minutes.annotate(hour=TruncHour("bucket"))
+        .values("device_id", "metric_id", "hour")
+        .annotate(min=Min("min"), max=Max("max"), sum=Sum("sum"), count=Sum("count"))
+        .order_by()
+    )
+    renamed = ({**row, "bucket": row.pop("hour")} for row in rows)
+    return _upsert_rollups(RollupHour, renamed)
+
+
+@dataclass
+class RollupReport:
+    minutes: int = 0
+    hours: int = 0
+    backlog: int = 0
+
+
+def _resume_from(model: type, default: datetime, unit: timedelta, horizon: datetime) -> datetime:
+    """Where to start: the recent lookback, or earlier if rollups stopped for a while."""
+    last = model.objects.aggregate(last=Max("bucket"))["last"]
+    start = default if last is None else min(default, last + unit)
+    return max(start, horizon)
+
+
+def telemetry_rollup(*, now: datetime | None = None) -> RollupReport:
+    """Roll up closed minutes and hours, then re-roll late-arrived ranges."""
+    now = now or timezone.now()
+    lookback = timedelta(seconds=settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS)
+    raw_horizon = now - timedelta(days=settings.TELEMETRY_RAW_RETENTION_DAYS)
+    minute_end = _floor(now, MINUTE)
+    minute_start = _resume_from(RollupMinute, _floor(now - lookback, MINUTE), MINUTE, raw_horizon)
+    report = RollupReport(minutes=rollup_minutes(start=minute_start, end=minute_end))
+    hour_start = _floor(
+        min(minute_start, _resume_from(RollupHour, minute_start, HOUR, raw_horizon)), HOUR
+    )
+    report.hours = rollup_hours(start=hour_start, end=_floor(now, HOUR))
+    for backlog in RollupBacklog.objects.all()[:1000]:
+        start, end = (
+            _floor(backlog.start, HOUR),
+            min(_floor(backlog.end, MINUTE) + MINUTE, minute_end),
+        )
+        rollup_minutes(start=start, end=end, device_pk=backlog.device_id)
+        rollup_hours(
+            start=start,
+            end=min(_floor(end, HOUR) + HOUR, _floor(now, HOUR)),
+            device_pk=backlog.device_id,
+        )
+        backlog.delete()
+        report.backlog += 1
+    return report
+
+
+@dataclass
+class PruneReport:
+    samples: int = 0
+    minutes: int = 0
+    hours: int = 0
+    batches: int = 0
+
+
+def telemetry_prune(*, now: datetime | None = None) -> PruneReport:
+    """Delete what is older than each retention horizon."""
+    now = now or timezone.now()
+
+    def horizon(days: int) -> datetime:
+        return now - timedelta(days=days)
+
+    raw = horizon(settings.TELEMETRY_RAW_RETENTION_DAYS)
+    return PruneReport(
+        samples=Sample.objects.filter(ts__lt=raw).delete()[0],
+        minutes=RollupMinute.objects.filter(
+            bucket__lt=horizon(settings.TELEMETRY_MINUTE_RETENTION_DAYS)
+        ).delete()[0],
+        hours=RollupHour.objects.filter(
+            bucket__lt=horizon(settings.TELEMETRY_HOUR_RETENTION_DAYS)
+        ).delete()[0],
+        # a batch older than raw retention could not be stored again anyway
+        batches=IngestBatch.objects.filter(received_at__lt=raw).delete()[0],
+    )
+
+
+# --- Thermal frames ------------------------------------------------------------------------------
+
+
+def thermal_frame_store(
+    *, identity: DeviceIdentity, ts: datetime, width: int, height: int, values: list[float]
+) -> ThermalFrame:
+    """Keep the frame (and only the newest THERMAL_FRAMES_KEPT per device), and
+    its summary as ordinary metrics so it can be charted and alerted on."""
+    summary = {"min": min(values), "max": max(values), "mean": sum(values) / len(values)}
+    with transaction.atomic():
+        frame = ThermalFrame.objects.create(
+            device_id=identity.pk, ts=ts, width=width, height=height, values=values, **summary
+        )
+        keep = ThermalFrame.objects.filter(device_id=identity.pk).values_list("pk", flat=True)[
+            : settings.THERMAL_FRAMES_KEPT
+        ]
+        ThermalFrame.objects.filter(device_id=identity.pk).exclude(pk__in=list(keep)).delete()
+        telemetry_ingest(
+            identity=identity, samples=[(ts, {f"thermal.{k}": v for k, v in summary.items()})]
+        )
+    return frame

@@ -1,0 +1,172 @@
+from datetime import timedelta
+
+from django.conf import settings
+from django.utils import timezone
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
+from rest_framework import status
+from rest_framework.exceptions import APIException
+from rest_framework.parsers import JSONParser
+from rest_framework.request import Request
+from rest_framework.response import Response
+from rest_framework.views import APIView
+
+from analytics import queries, services
+from analytics.models import ThermalFrame
+from analytics.serializers import (
+    FLAT_METRICS,
+    BatchSerializer,
+    FlatMetricsSerializer,
+    IngestResultSerializer,
+    LatestMetricsSerializer,
+    SeriesQuerySerializer,
+    SeriesSerializer,
+    ThermalFrameInputSerializer,
+    ThermalFrameSerializer,
+)
+from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
+from devices.services import device_get
+from homepot.api import HasPermissions
+from homepot.errors import NotFoundError
+
+
+class PayloadTooLarge(APIException):
+    status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
+    default_detail = "Request body too large."
+    default_code = "too_large"
+
+
+class LenientJSONParser(JSONParser):
+    """Parses NaN and Infinity, so validation can refuse them naming the field
+    instead of failing the whole body with a parse error."""
+
+    strict = False
+
+
+def _refuse_large_bodies(request: Request) -> None:
+    length = int(request.META.get("CONTENT_LENGTH") or 0)
+    if length > settings.TELEMETRY_MAX_BODY_BYTES:
+        raise PayloadTooLarge(f"At most {settings.TELEMETRY_MAX_BODY_BYTES} bytes per request.")
+
+
+class DeviceMetricsIngestApi(APIView):
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+    parser_classes = [LenientJSONParser]
+
+    @extend_schema(
+        request=PolymorphicProxySerializer(
+            component_name="TelemetryPayload",
+            serializers=[FlatMetricsSerializer, BatchSerializer],
+            resource_type_field_name=None,
+        ),
+        responses={201: IngestResultSerializer, 200: IngestResultSerializer},
+        description="Either HOMEPOT's flat payload, stored under the field names (and the "
+        "names in extra_metrics) at `timestamp` or now; or a batch `{batch_id, samples}` with "
+        "the device's own timestamps. A batch id seen before is answered 200 with "
+        "`duplicate: true` and nothing stored twice.",
+    )
+    def post(self, request: Request) -> Response:
+        _refuse_large_bodies(request)
+        is_batch = isinstance(request.data, dict) and "samples" in request.data
+        serializer = (BatchSerializer if is_batch else FlatMetricsSerializer)(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        require_same_device(request.user, data.get("device_id"))
+        if is_batch:
+            samples, batch_id = data["samples"], data["batch_id"]
+        else:
+            samples, batch_id = [_flat_sample(data)], None
+        result = services.telemetry_ingest(
+            identity=request.user, samples=samples, batch_id=batch_id
+        )
+        return Response(
+            IngestResultSerializer(result).data,
+            status=status.HTTP_200_OK if result.duplicate else status.HTTP_201_CREATED,
+        )
+
+
+def _flat_sample(data: dict) -> tuple:
+    metrics = {name: data[name] for name in FLAT_METRICS if data.get(name) is not None}
+    metrics.update(data.get("extra_metrics", {}))
+    return data.get("timestamp") or timezone.now(), metrics
+
+
+class ThermalFrameIngestApi(APIView):
+    authentication_classes = [DeviceKeyAuthentication]
+    permission_classes = [IsDevice]
+    parser_classes = [LenientJSONParser]
+
+    @extend_schema(request=ThermalFrameInputSerializer, responses={201: ThermalFrameSerializer})
+    def post(self, request: Request) -> Response:
+        _refuse_large_bodies(request)
+        serializer = ThermalFrameInputSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        frame = services.thermal_frame_store(
+            identity=request.user,
+            ts=data.get("ts") or timezone.now(),
+            width=data["width"],
+            height=data["height"],
+            values=data["values"],
+        )
+        return Response(ThermalFrameSerializer(frame).data, status=status.HTTP_201_CREATED)
+
+
+class TelemetryReadApi(APIView):
+    permission_classes = [HasPermissions]
+    required_permissions = {"GET": ["analytics.view_sample"]}
+
+
+class DeviceMetricSeriesApi(TelemetryReadApi):
+    @extend_schema(
+        parameters=[SeriesQuerySerializer],
+        responses=SeriesSerializer,
+        description="One metric of one device over [start, end) (default: the last 24 hours) "
+        "in buckets of `step` seconds, aggregated with `agg`. Steps that are whole hours read "
+        "hour rollups, whole minutes minute rollups, others raw samples.",
+    )
+    def get(self, request: Request, device_id: str) -> Response:
+        query = SeriesQuerySerializer(data=request.query_params)
+        query.is_valid(raise_exception=True)
+        params = query.validated_data
+        device = device_get(device_id)
+        end = params.get("end") or timezone.now()
+        series = queries.metric_series(
+            device_pk=device.pk,
+            name=params["name"],
+            start=params.get("start") or end - timedelta(hours=24),
+            end=end,
+            step=params["step"],
+            agg=params["agg"],
+        )
+        return Response(SeriesSerializer({**vars(series), "device_id": device.device_id}).data)
+
+
+class DeviceLatestMetricsApi(TelemetryReadApi):
+    @extend_schema(responses=LatestMetricsSerializer)
+    def get(self, request: Request, device_id: str) -> Response:
+        device = device_get(device_id)
+        body = {"device_id": device.device_id, "metrics": queries.latest_values(device.pk)}
+        return Response(LatestMetricsSerializer(body).data)
+
+
+class MetricNamesApi(TelemetryReadApi):
+    @extend_schema(
+        parameters=[OpenApiParameter("device", OpenApiTypes.STR, description="only this device's")],
+        responses={200: {"type": "array", "items": {"type": "string"}}},
+    )
+    def get(self, request: Request) -> Response:
+        device_id = request.query_params.get("device")
+        device_pk = device_get(device_id).pk if device_id else None
+        return Response(queries.metric_names(device_pk))
+
+
+class DeviceThermalLatestApi(TelemetryReadApi):
+    @extend_schema(responses=ThermalFrameSerializer)
+    def get(self, request: Request, device_id: str) -> Response:
+        device = device_get(device_id)
+        frame = ThermalFrame.objects.filter(device_id=device.pk).select_related("device").first()
+        if frame is None:
+            raise NotFoundError("No thermal frame from this device yet.")
+        return Response(ThermalFrameSerializer(frame).data)
