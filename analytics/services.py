@@ -77,7 +77,8 @@ def _record_batch(device_pk: int, batch_id: str, samples: int, values: int) -> b
     with connection.cursor() as cursor:
         cursor.execute(
             f"INSERT INTO {_table(IngestBatch)}"
-            " (device_id, batch_id, received_at, sample_count, value_count) VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id, batch_id) DO NOTHING",
+            " (device_id, batch_id, received_at, sample_count, value_count)"
+            " VALUES (%s, %s, %s, %s, %s) ON CONFLICT (device_id, batch_id) DO NOTHING",
             [device_pk, batch_id, _db_time(timezone.now()), samples, values],
         )
         return cursor.rowcount == 1
