@@ -2,6 +2,7 @@
 
 import json
 import logging
+import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -269,10 +270,25 @@ def device_decommission(*, device: Device, actor: Actor) -> None:
 # --- Presence ------------------------------------------------------------------------------
 
 
+# When this process last wrote each device's last_seen (monotonic seconds).
+_last_seen_written: dict[int, float] = {}
+
+
+def presence_cache_clear() -> None:
+    _last_seen_written.clear()
+
+
 def device_mark_seen(*, identity: DeviceIdentity, now: datetime | None = None) -> None:
-    """Keep last_seen fresh, writing at most once per DEVICE_LAST_SEEN_WRITE_SECONDS."""
-    if not cache.add(f"devseen:{identity.pk}", 1, timeout=settings.DEVICE_LAST_SEEN_WRITE_SECONDS):
+    """Keep last_seen fresh, writing at most once per DEVICE_LAST_SEEN_WRITE_SECONDS.
+
+    The window is kept per process: with N web workers a device costs at most
+    N writes per window, and the hot path costs no cache round trip.
+    """
+    clock = time.monotonic()
+    written = _last_seen_written.get(identity.pk)
+    if written is not None and clock - written < settings.DEVICE_LAST_SEEN_WRITE_SECONDS:
         return
+    _last_seen_written[identity.pk] = clock
     now = now or timezone.now()
     came_back = (
         Device.objects.filter(pk=identity.pk, decommissioned_at__isnull=True)

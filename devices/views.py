@@ -212,5 +212,5 @@ class HeartbeatApi(APIView):
             attributes=serializer.validated_data.get("attributes"),
             agent_version=serializer.validated_data.get("agent_version"),
         )
-        body = {"device_id": request.user.device_id, "server_time": timezone.now()}
-        return Response(HeartbeatResponseSerializer(body).data)
+        # Two plain fields: built directly, this is the agents' hot path.
+        return Response({"device_id": request.user.device_id, "server_time": timezone.now()})

@@ -2,12 +2,11 @@
 
 import logging
 import secrets
-from collections.abc import Callable
 
 from django.conf import settings
 from django.core.cache import cache
 from django.db import connection
-from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.http import HttpRequest, JsonResponse
 from kombu import Connection
 
 logger = logging.getLogger(__name__)
@@ -52,24 +51,3 @@ def readiness(request: HttpRequest) -> JsonResponse:
     failed = [name for name, result in results.items() if result != "ok"]
     body = {"status": "ok" if not failed else "unavailable", "failed": failed, "checks": results}
     return JsonResponse(body, status=503 if failed else 200)
-
-
-PROBES = {"/health": liveness, "/health/ready": readiness}
-
-
-class HealthProbeMiddleware:
-    """Answers the probes before anything checks the Host header.
-
-    Load balancers and container healthchecks call by IP address, which is not
-    (and should not be) in ALLOWED_HOSTS. The probes reveal nothing and change
-    nothing, so they are safe to answer for any Host.
-    """
-
-    def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
-        self.get_response = get_response
-
-    def __call__(self, request: HttpRequest) -> HttpResponse:
-        probe = PROBES.get(request.path_info)
-        if probe is not None and request.method in ("GET", "HEAD"):
-            return probe(request)
-        return self.get_response(request)

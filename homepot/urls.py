@@ -3,7 +3,11 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+from homepot import health
+
 urlpatterns = [
+    path("health", health.liveness, name="health"),
+    path("health/ready", health.readiness, name="health-ready"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     path("api/docs", SpectacularSwaggerView.as_view(url_name="schema"), name="docs"),
     path("api/v1/", include("analytics.urls")),

@@ -112,8 +112,10 @@ def enqueue(operator) -> Callable[..., "Command"]:  # noqa: F821
 
 
 @pytest.fixture(autouse=True)
-def _fresh_metric_ids() -> None:
-    # Each test's transaction is rolled back, and with it the metric names.
+def _fresh_process_caches() -> None:
+    # Each test's transaction is rolled back, and with it the metric names and
+    # last_seen writes these per-process memos remember.
     from analytics.services import metric_id_cache_clear
 
     metric_id_cache_clear()
+    services.presence_cache_clear()

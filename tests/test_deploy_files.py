@@ -24,6 +24,7 @@ from celery.beat import Scheduler
 from celery.utils.imports import symbol_by_name
 from django.conf import settings
 from django.core.management import get_commands
+from django.urls import resolve
 
 from homepot import health
 
@@ -308,9 +309,9 @@ def test_healthchecks_probe_the_health_urls_on_the_gunicorn_port() -> None:
     web_probe = probe_url(services()["web"]["healthcheck"]["test"])
 
     assert image_probe == "http://127.0.0.1:8000/health"
-    assert health.PROBES[image_probe.removeprefix("http://127.0.0.1:8000")] is health.liveness
+    assert resolve(image_probe.removeprefix("http://127.0.0.1:8000")).func is health.liveness
     assert web_probe == "http://127.0.0.1:8000/health/ready"
-    assert health.PROBES[web_probe.removeprefix("http://127.0.0.1:8000")] is health.readiness
+    assert resolve(web_probe.removeprefix("http://127.0.0.1:8000")).func is health.readiness
 
 
 # --- Dockerfile -------------------------------------------------------------------------

@@ -3,7 +3,6 @@
 from datetime import timedelta
 
 import pytest
-from django.core.cache import cache
 from django.utils import timezone
 
 from devices import services, tasks
@@ -102,7 +101,7 @@ def test_a_device_that_checks_in_again_comes_back_online(client, agent):
     Device.objects.update(last_seen=timezone.now() - timedelta(hours=1))
     services.devices_mark_offline()
     assert Device.objects.get().status == "offline"
-    cache.delete(f"devseen:{agent.device.pk}")  # the last_seen write window has passed
+    services.presence_cache_clear()  # the last_seen write window has passed
 
     beat(client, agent)
 
