@@ -176,7 +176,7 @@ def rollup_hours(*, start: datetime, end: datetime, device_pk: int | None = None
         .annotate(min=Min("min"), max=Max("max"), sum=Sum("sum"), count=Sum("count"))
         .order_by()
     )
-    renamed = ({**row, "bucket": row.pop("hour")} for row in rows)
+    renamed = ({"bucket" if k == "hour" else k: v for k, v in row.items()} for row in rows)
     return _upsert_rollups(RollupHour, renamed)
 
 

@@ -205,12 +205,13 @@ class HeartbeatApi(APIView):
 
     @extend_schema(request=HeartbeatSerializer, responses=HeartbeatResponseSerializer)
     def post(self, request: Request) -> Response:
-        serializer = HeartbeatSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        services.device_heartbeat(
-            identity=request.user,
-            attributes=serializer.validated_data.get("attributes"),
-            agent_version=serializer.validated_data.get("agent_version"),
-        )
+        if request.data:  # a bare "I am alive" has nothing to validate or store
+            serializer = HeartbeatSerializer(data=request.data)
+            serializer.is_valid(raise_exception=True)
+            services.device_heartbeat(
+                identity=request.user,
+                attributes=serializer.validated_data.get("attributes"),
+                agent_version=serializer.validated_data.get("agent_version"),
+            )
         # Two plain fields: built directly, this is the agents' hot path.
         return Response({"device_id": request.user.device_id, "server_time": timezone.now()})
