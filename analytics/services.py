@@ -188,9 +188,10 @@ class RollupReport:
 
 
 def _resume_from(model: type, default: datetime, unit: timedelta, horizon: datetime) -> datetime:
-    """Where to start: the recent lookback, or earlier if rollups stopped for a while."""
+    """Where to start: the recent lookback, or earlier if rollups stopped for a
+    while, or all raw history the first time."""
     last = model.objects.aggregate(last=Max("bucket"))["last"]
-    start = default if last is None else min(default, last + unit)
+    start = horizon if last is None else min(default, last + unit)
     return max(start, horizon)
 
 

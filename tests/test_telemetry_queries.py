@@ -34,7 +34,8 @@ def expected(samples: dict[datetime, float], start: datetime, end: datetime, ste
             buckets.setdefault(int(ts.timestamp()) // step * step, []).append(value)
     fold = {"avg": lambda v: sum(v) / len(v), "min": min, "max": max, "sum": sum, "count": len}[agg]
     return [
-        {"ts": datetime.fromtimestamp(k, tz=UTC), "value": fold(v)} for k, v in sorted(buckets.items())
+        {"ts": datetime.fromtimestamp(k, tz=UTC), "value": fold(v)}
+        for k, v in sorted(buckets.items())
     ]
 
 
@@ -76,8 +77,12 @@ def test_rollup_series_equal_the_raw_answer(client, viewer, temperature, agg):
     services.telemetry_rollup(now=T0 + timedelta(minutes=150))
     start, end = T0, T0 + timedelta(hours=2)
 
-    minute_body, by_minute = series(client, viewer, name="temp", start=start, end=end, step=600, agg=agg)
-    hour_body, by_hour = series(client, viewer, name="temp", start=start, end=end, step=3600, agg=agg)
+    minute_body, by_minute = series(
+        client, viewer, name="temp", start=start, end=end, step=600, agg=agg
+    )
+    hour_body, by_hour = series(
+        client, viewer, name="temp", start=start, end=end, step=3600, agg=agg
+    )
 
     assert minute_body["source"] == "minute" and hour_body["source"] == "hour"
     assert same(by_minute, expected(temperature, start, end, 600, agg))
@@ -120,7 +125,8 @@ def test_latest_values_and_names(client, viewer, make_agent):
 
 def test_latest_values_take_one_query(client, viewer, agent, django_assert_num_queries):
     services.telemetry_ingest(
-        identity=_identity(agent), samples=[(timezone.now(), {f"m{i}": float(i) for i in range(50)})]
+        identity=_identity(agent),
+        samples=[(timezone.now(), {f"m{i}": float(i) for i in range(50)})],
     )
     client.force_authenticate(viewer)
     client.get("/api/v1/devices/pi-1/metrics/latest")
@@ -140,7 +146,11 @@ def test_latest_values_take_one_query(client, viewer, agent, django_assert_num_q
         ({"name": "temp", "step": 0}, 400, "step"),
         ({"name": "temp", "agg": "median"}, 400, "agg"),
         ({"name": "temp", "start": "soon"}, 400, "start"),
-        ({"name": "temp", "step": 1, "start": (T0 - timedelta(days=20)).isoformat()}, 400, "detail"),
+        (
+            {"name": "temp", "step": 1, "start": (T0 - timedelta(days=20)).isoformat()},
+            400,
+            "detail",
+        ),
         ({"name": "temp", "start": T0.isoformat(), "end": T0.isoformat()}, 400, "end"),
     ],
 )
