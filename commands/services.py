@@ -6,6 +6,7 @@ can never both move one command.
 """
 
 import logging
+import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -25,6 +26,7 @@ from devices.auth import DeviceIdentity
 from devices.models import AuditEntry, Device, Event
 from devices.services import Actor, audit_record
 from homepot.errors import ConflictError, NotFoundError, ServiceError
+from homepot.local_memory import local_memory
 
 logger = logging.getLogger(__name__)
 
@@ -53,21 +55,39 @@ REPORTABLE_FROM = {
 # --- The per-device queue marker: lets an empty poll skip the database -------------------
 
 
+# How long a process may believe a queue empty without hearing otherwise; only
+# matters if an invalidation message were lost, which pings otherwise rule out.
+EMPTY_QUEUE_MEMORY_SECONDS = 60.0
+
+
 def _marker_key(device_pk: int) -> str:
     return f"cmdq:{device_pk}"
+
+
+def _queue_scope(device_pk: int) -> str:
+    return f"queue:{device_pk}"
 
 
 def queue_mark(device_pks: Iterable[int]) -> None:
     """Note that these devices may have queued commands.
 
     Set now and again after commit: a poll that cleared the marker before our
-    commit finds the marker set again afterwards.
+    commit finds the marker set again afterwards. Every process forgets that
+    it found these queues empty.
     """
-    keys = {_marker_key(pk): 1 for pk in device_pks}
-    if not keys:
+    device_pks = list(device_pks)
+    if not device_pks:
         return
-    cache.set_many(keys, timeout=None)
-    transaction.on_commit(lambda: cache.set_many(keys, timeout=None))
+    keys = {_marker_key(pk): 1 for pk in device_pks}
+    memory = local_memory()
+
+    def mark() -> None:
+        cache.set_many(keys, timeout=None)
+        if memory is not None:
+            memory.reset(*(_queue_scope(pk) for pk in device_pks))
+
+    mark()
+    transaction.on_commit(mark)
 
 
 # --- Events and audit -------------------------------------------------------------------
@@ -247,20 +267,31 @@ def command_group_counts(group: CommandGroup) -> dict[str, int]:
 def commands_deliver(*, identity: DeviceIdentity, now: datetime | None = None) -> list[Command]:
     """Claim the device's oldest queued commands and mark them DELIVERED.
 
-    Nothing queued (no marker in the cache) costs no database query at all.
+    Nothing queued costs no database query (no marker in the cache), and
+    usually not even a cache round trip (this process remembers the queue
+    was empty until an enqueue anywhere resets that).
     """
+    memory, scope = local_memory(), _queue_scope(identity.pk)
+    if memory is not None:
+        remembered = memory.get(scope, "empty")
+        if remembered is not None and remembered["until"] > time.monotonic():
+            return []
+        version = memory.version(scope)
     marker = _marker_key(identity.pk)
     if not cache.get(marker):
+        if memory is not None:
+            until = time.monotonic() + EMPTY_QUEUE_MEMORY_SECONDS
+            memory.put(scope, "empty", {"until": until}, version)
         return []
     # Clear before reading: a command queued meanwhile sets the marker again.
     cache.delete(marker)
     try:
         delivered = _claim(identity, now or timezone.now())
     except Exception:
-        cache.set(marker, 1, timeout=None)
+        queue_mark([identity.pk])
         raise
     if len(delivered) == settings.COMMAND_DELIVERY_BATCH:
-        cache.set(marker, 1, timeout=None)  # there may be more
+        queue_mark([identity.pk])  # there may be more
     return delivered
 
 
@@ -447,8 +478,14 @@ def commands_sweep(*, now: datetime | None = None) -> SweepReport:
         report.timed_out += _transition(
             command, Status.TIMED_OUT, {Status.IN_PROGRESS}, finished_at=now
         )
-    # The queue markers live in the cache; if it lost them (a Redis restart),
-    # this puts them back within one sweep.
-    queued = Command.objects.filter(status=Status.QUEUED).order_by().values_list("device_id")
-    queue_mark(pk for (pk,) in queued.distinct())
+    _queue_markers_restore()
     return report
+
+
+def _queue_markers_restore() -> None:
+    """The queue markers live in the cache; if it lost them (a Redis restart),
+    put back the missing ones, so that no queued command waits for ever."""
+    queued = Command.objects.filter(status=Status.QUEUED).order_by().values_list("device_id")
+    device_pks = [pk for (pk,) in queued.distinct()]
+    present = cache.get_many([_marker_key(pk) for pk in device_pks])
+    queue_mark(pk for pk in device_pks if _marker_key(pk) not in present)

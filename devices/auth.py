@@ -6,7 +6,7 @@ current *auth generation*. Rotating, revoking or decommissioning replaces the
 generation, which invalidates every remembered key of the device at once, on
 every worker. One cache round trip (MGET of entry and generation) answers a
 request whose key was seen before; with Redis, each process also remembers
-keys itself and is told at once of every reset (devices.auth_local), so most
+keys itself and is told at once of every reset (homepot.local_memory), so most
 requests need no round trip at all.
 """
 
@@ -26,9 +26,9 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from devices.auth_local import local_key_memory
 from devices.keys import parse_api_key, secret_matches, sha256_hex
 from devices.models import DeviceCredential
+from homepot.local_memory import local_memory
 
 logger = logging.getLogger(__name__)
 
@@ -56,6 +56,10 @@ def _generation_key(device_id: str) -> str:
     return f"devauth:gen:{device_id}"
 
 
+def _memory_scope(device_id: str) -> str:
+    return f"auth:{device_id}"
+
+
 def _entry_key(device_id: str, api_key: str) -> str:
     return f"devauth:key:{sha256_hex(device_id, api_key)}"
 
@@ -69,9 +73,9 @@ def auth_generation_reset(device_id: str) -> None:
 
     def reset() -> None:
         cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=None)
-        memory = local_key_memory()
+        memory = local_memory()
         if memory is not None:
-            memory.reset(device_id)
+            memory.reset(_memory_scope(device_id))
 
     reset()
     transaction.on_commit(reset)
@@ -165,17 +169,17 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
     Looks in this process's memory, then the shared cache, then pays bcrypt.
     """
     entry_key, generation_key = _entry_key(device_id, api_key), _generation_key(device_id)
-    memory = local_key_memory()
+    memory, scope = local_memory(), _memory_scope(device_id)
     if memory is not None:
-        entry = memory.get(device_id, entry_key)
+        entry = memory.get(scope, entry_key)
         if entry is not None and _unexpired(entry):
             return _identity_from_entry(entry)
-        version = memory.version(device_id)
+        version = memory.version(scope)
     cached = cache.get_many([entry_key, generation_key])
     entry = cached.get(entry_key)
     if entry is not None and entry["gen"] == cached.get(generation_key) and _unexpired(entry):
         if memory is not None:
-            memory.put(device_id, entry_key, entry, version)
+            memory.put(scope, entry_key, entry, version)
         return _identity_from_entry(entry)
 
     _refuse_if_throttled(device_id, client_address)
@@ -190,7 +194,7 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
     entry = _entry_for(credential, generation)
     _remember(entry_key, entry)
     if memory is not None:
-        memory.put(device_id, entry_key, entry, version)
+        memory.put(scope, entry_key, entry, version)
     return _identity_from_entry(entry)
 
 

@@ -7,8 +7,8 @@ from django.core.cache import cache
 from rest_framework.test import APIClient
 
 from devices import services
-from devices.auth_local import local_key_memory
 from devices.models import Device, Site
+from homepot.local_memory import local_memory
 from homepot.roles import ADMIN, OPERATOR, VIEWER
 
 
@@ -120,6 +120,6 @@ def _fresh_process_caches() -> None:
 
     metric_id_cache_clear()
     services.presence_cache_clear()
-    memory = local_key_memory()
+    memory = local_memory()
     if memory is not None:
         memory.clear()

@@ -9,7 +9,7 @@ from django.core.cache import cache
 
 from devices import services
 from devices.auth import device_authenticate
-from devices.auth_local import LocalKeyMemory, local_key_memory
+from homepot.local_memory import LocalMemory, local_memory
 
 pytestmark = pytest.mark.skipif(not settings.REDIS_URL, reason="needs Redis (CI sets REDIS_URL)")
 
@@ -24,13 +24,13 @@ def eventually(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
     return condition()
 
 
-def trusted(memory: LocalKeyMemory) -> bool:
+def trusted(memory: LocalMemory) -> bool:
     return memory._trusted()
 
 
 @pytest.fixture
-def memory() -> LocalKeyMemory:
-    memory = local_key_memory()
+def memory() -> LocalMemory:
+    memory = local_memory()
     assert eventually(lambda: trusted(memory)), "the invalidation listener did not subscribe"
     return memory
 
@@ -67,30 +67,30 @@ def test_a_remembered_key_needs_no_cache_round_trip(agent, memory, cache_reads):
 
 def test_another_process_forgets_at_once_when_a_key_is_revoked(agent, memory, operator):
     # "worker B": a second memory with its own subscription, as in another process
-    other = LocalKeyMemory(settings.REDIS_URL)
+    other = LocalMemory(settings.REDIS_URL)
     assert eventually(lambda: trusted(other))
-    other.put("pi-1", "k", {"expires": None}, other.version("pi-1"))
-    assert other.get("pi-1", "k") is not None
+    other.put("auth:pi-1", "k", {"expires": None}, other.version("auth:pi-1"))
+    assert other.get("auth:pi-1", "k") is not None
 
     services.device_keys_revoke(device=agent.device, actor=operator)
 
-    assert eventually(lambda: other.get("pi-1", "k") is None)
+    assert eventually(lambda: other.get("auth:pi-1", "k") is None)
 
 
 def test_a_verification_that_straddles_a_reset_is_not_remembered(memory):
-    version = memory.version("pi-1")
-    memory.forget("pi-1")  # a reset arrives while the request was verifying
+    version = memory.version("auth:pi-1")
+    memory.forget("auth:pi-1")  # a reset arrives while the request was verifying
 
-    memory.put("pi-1", "k", {"expires": None}, version)
+    memory.put("auth:pi-1", "k", {"expires": None}, version)
 
-    assert memory.get("pi-1", "k") is None
+    assert memory.get("auth:pi-1", "k") is None
 
 
 def test_without_a_live_subscription_nothing_is_trusted(agent):
-    unreachable = LocalKeyMemory("redis://127.0.0.1:1/0")
-    unreachable.put("pi-1", "k", {"expires": None}, 0)
+    unreachable = LocalMemory("redis://127.0.0.1:1/0")
+    unreachable.put("auth:pi-1", "k", {"expires": None}, 0)
 
-    assert unreachable.get("pi-1", "k") is None
+    assert unreachable.get("auth:pi-1", "k") is None
     time.sleep(0.2)
     assert not trusted(unreachable)
 
@@ -103,3 +103,44 @@ def test_a_revoked_key_is_refused_even_if_remembered(client, agent, memory, oper
     services.device_keys_revoke(device=agent.device, actor=operator)
 
     assert client.post("/api/v1/devices/heartbeat", **beat).status_code == 401
+
+
+@pytest.fixture
+def cache_gets(monkeypatch) -> list[str]:
+    calls: list[str] = []
+    real = cache.get
+
+    def counting(key, *args, **kwargs):
+        calls.append(key)
+        return real(key, *args, **kwargs)
+
+    monkeypatch.setattr(cache, "get", counting)
+    return calls
+
+
+def poll(client, agent) -> list:
+    return client.get("/api/v1/devices/pending", **agent.headers).json()
+
+
+def test_an_empty_queue_is_remembered_until_a_command_is_queued(
+    client, agent, memory, enqueue, cache_gets
+):
+    assert poll(client, agent) == []
+    asked = len(cache_gets)
+    assert poll(client, agent) == []
+    assert len(cache_gets) == asked  # the second empty poll asked nobody
+
+    command = enqueue(agent)
+
+    assert [c["command_id"] for c in poll(client, agent)] == [str(command.command_id)]
+
+
+def test_other_processes_forget_an_empty_queue_when_a_command_is_queued(agent, memory, enqueue):
+    other = LocalMemory(settings.REDIS_URL)
+    assert eventually(lambda: trusted(other))
+    scope = f"queue:{agent.device.pk}"
+    other.put(scope, "empty", {"until": time.monotonic() + 60}, other.version(scope))
+
+    enqueue(agent)
+
+    assert eventually(lambda: other.get(scope, "empty") is None)

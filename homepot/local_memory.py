@@ -1,9 +1,11 @@
-"""Verified device keys remembered inside this process, with immediate invalidation.
+"""Facts remembered inside this process, forgotten everywhere at once.
 
-A Redis round trip is most of an agent request's cost. This process keeps
-the keys it has verified, and drops a device's keys the moment any process
-rotates, revokes or decommissions it: that process publishes the device id
-on a Redis channel, and a listener thread here is subscribed to it.
+A Redis round trip is most of an agent request's cost. So each process
+remembers what the agents' hot path keeps asking (a device key it verified,
+a command queue it found empty), grouped by *scope* ("auth:pi-1",
+"queue:42"). Whoever changes the truth behind a scope resets it: the scope
+name is published on a Redis channel, and a listener thread in every process
+drops what it remembered for that scope.
 
 The memory is used only while the subscription is known to be alive (the
 listener pings Redis and gets answers). On any doubt, a lost connection or
@@ -22,55 +24,59 @@ from django.conf import settings
 
 logger = logging.getLogger(__name__)
 
-CHANNEL = "homepot:devauth:reset"
+CHANNEL = "homepot:local-memory:reset"
 PING_SECONDS = 2.0
 # No pong for this long: the subscription may be dead, so stop trusting memory.
 SILENCE_SECONDS = 6.0
 
 
-class LocalKeyMemory:
+class LocalMemory:
     def __init__(self, redis_url: str) -> None:
         self._redis_url = redis_url
         self._entries: dict[str, dict[str, dict[str, Any]]] = {}
-        # Bumped on every reset of a device: a verification that started before
-        # a reset must not store its (possibly revoked) result after it.
+        # Bumped on every reset of a scope: a lookup that started before a reset
+        # must not store its (possibly outdated) answer after it.
         self._resets: dict[str, int] = {}
         self._alive_until = 0.0
         self._lock = threading.Lock()
         self._listener: threading.Thread | None = None
         self._pid = 0
 
-    # --- used by device authentication --------------------------------------------------
+    # --- remembering ------------------------------------------------------------------------
 
-    def get(self, device_id: str, entry_key: str) -> dict[str, Any] | None:
+    def get(self, scope: str, entry_key: str) -> dict[str, Any] | None:
         if not self._trusted():
             return None
-        return self._entries.get(device_id, {}).get(entry_key)
+        return self._entries.get(scope, {}).get(entry_key)
 
-    def version(self, device_id: str) -> int:
-        return self._resets.get(device_id, 0)
+    def version(self, scope: str) -> int:
+        return self._resets.get(scope, 0)
 
-    def put(self, device_id: str, entry_key: str, entry: dict[str, Any], version: int) -> None:
+    def put(self, scope: str, entry_key: str, entry: dict[str, Any], version: int) -> None:
         if not self._trusted():
             return
         with self._lock:
-            if self._resets.get(device_id, 0) == version:
-                self._entries.setdefault(device_id, {})[entry_key] = entry
+            if self._resets.get(scope, 0) == version:
+                self._entries.setdefault(scope, {})[entry_key] = entry
 
-    def reset(self, device_id: str) -> None:
-        """Forget the device here and in every other process."""
-        self.forget(device_id)
-        redis.Redis.from_url(self._redis_url).publish(CHANNEL, device_id)
+    def reset(self, *scopes: str) -> None:
+        """Forget the scopes here and in every other process."""
+        for scope in scopes:
+            self.forget(scope)
+        with redis.Redis.from_url(self._redis_url) as client, client.pipeline() as pipe:
+            for scope in scopes:
+                pipe.publish(CHANNEL, scope)
+            pipe.execute()
 
-    def forget(self, device_id: str) -> None:
+    def forget(self, scope: str) -> None:
         with self._lock:
-            self._resets[device_id] = self._resets.get(device_id, 0) + 1
-            self._entries.pop(device_id, None)
+            self._resets[scope] = self._resets.get(scope, 0) + 1
+            self._entries.pop(scope, None)
 
     def clear(self) -> None:
         with self._lock:
-            for device_id in self._entries:
-                self._resets[device_id] = self._resets.get(device_id, 0) + 1
+            for scope in self._entries:
+                self._resets[scope] = self._resets.get(scope, 0) + 1
             self._entries.clear()
 
     # --- the subscription -----------------------------------------------------------------
@@ -101,7 +107,7 @@ class LocalKeyMemory:
             try:
                 self._listen()
             except Exception as exc:  # any failure: distrust memory, reconnect
-                logger.warning("device key invalidation listener: %s", exc)
+                logger.warning("local memory invalidation listener: %s", exc)
             self._alive_until = 0.0
             self.clear()
             time.sleep(1.0)
@@ -126,12 +132,12 @@ class LocalKeyMemory:
                 self.forget(message["data"].decode())
 
 
-_memory: LocalKeyMemory | None = None
+_memory: LocalMemory | None = None
 
 
-def local_key_memory() -> LocalKeyMemory | None:
+def local_memory() -> LocalMemory | None:
     """The process's memory, or None without Redis (the file cache has no pub/sub)."""
     global _memory
     if _memory is None and settings.REDIS_URL:
-        _memory = LocalKeyMemory(settings.REDIS_URL)
+        _memory = LocalMemory(settings.REDIS_URL)
     return _memory
