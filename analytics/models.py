@@ -146,3 +146,14 @@ class ThermalFrame(models.Model):
 
     def __str__(self) -> str:
         return f"{self.device_id}@{self.ts}"
+
+
+class RollupProgress(models.Model):
+    """How far minute rollups have got: a catch-up resumes here, even across
+    stretches without any samples."""
+
+    name = models.CharField(max_length=32, primary_key=True)
+    until = models.DateTimeField()
+
+    def __str__(self) -> str:
+        return f"{self.name} until {self.until}"

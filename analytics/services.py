@@ -7,7 +7,7 @@ from datetime import datetime, timedelta
 
 from django.conf import settings
 from django.db import connection, transaction
-from django.db.models import Count, Max, Min, Sum
+from django.db.models import Count, Max, Min, QuerySet, Sum
 from django.db.models.functions import TruncHour, TruncMinute
 from django.utils import timezone
 
@@ -18,6 +18,7 @@ from analytics.models import (
     RollupBacklog,
     RollupHour,
     RollupMinute,
+    RollupProgress,
     Sample,
     ThermalFrame,
 )
@@ -141,16 +142,21 @@ def _floor(ts: datetime, unit: timedelta) -> datetime:
     return datetime.fromtimestamp(int(ts.timestamp()) // seconds * seconds, tz=ts.tzinfo)
 
 
-def _upsert_rollups(model: type[RollupMinute | RollupHour], rows: Iterable[dict]) -> int:
-    objects = [model(**row) for row in rows]
-    model.objects.bulk_create(
-        objects,
-        batch_size=1000,
-        update_conflicts=True,
-        unique_fields=["device", "metric", "bucket"],
-        update_fields=["min", "max", "sum", "count"],
+def _upsert_rollups(model: type[RollupMinute | RollupHour], grouped: QuerySet) -> int:
+    """INSERT ... SELECT: the database aggregates and upserts in one statement,
+    nothing passes through Python. The ORM writes the grouped SELECT for
+    either database; its columns are in the order of the INSERT list."""
+    select_sql, params = grouped.query.sql_with_params()
+    quote = connection.ops.quote_name
+    columns = ["device_id", "metric_id", "bucket", "min", "max", "sum", "count"]
+    updates = ", ".join(f"{quote(c)} = excluded.{quote(c)}" for c in columns[3:])
+    sql = (
+        f"INSERT INTO {_table(model)} ({', '.join(map(quote, columns))}) {select_sql}"
+        f" ON CONFLICT (device_id, metric_id, bucket) DO UPDATE SET {updates}"
     )
-    return len(objects)
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+        return cursor.rowcount
 
 
 def rollup_minutes(*, start: datetime, end: datetime, device_pk: int | None = None) -> int:
@@ -176,8 +182,7 @@ def rollup_hours(*, start: datetime, end: datetime, device_pk: int | None = None
         .annotate(min=Min("min"), max=Max("max"), sum=Sum("sum"), count=Sum("count"))
         .order_by()
     )
-    renamed = ({"bucket" if k == "hour" else k: v for k, v in row.items()} for row in rows)
-    return _upsert_rollups(RollupHour, renamed)
+    return _upsert_rollups(RollupHour, rows)
 
 
 @dataclass
@@ -187,37 +192,43 @@ class RollupReport:
     backlog: int = 0
 
 
-def _resume_from(model: type, default: datetime, unit: timedelta, horizon: datetime) -> datetime:
-    """Where to start: the recent lookback, or earlier if rollups stopped for a
-    while, or all raw history the first time."""
-    last = model.objects.aggregate(last=Max("bucket"))["last"]
-    start = horizon if last is None else min(default, last + unit)
-    return max(start, horizon)
+def _resume_from(default: datetime, horizon: datetime) -> datetime:
+    """Where minute rollups start: the recent lookback, or earlier if they
+    stopped for a while, or the oldest raw sample the very first time."""
+    progress = RollupProgress.objects.filter(name="minute").first()
+    if progress is not None:
+        start = min(default, progress.until)
+    else:
+        oldest = Sample.objects.filter(ts__gte=horizon).aggregate(oldest=Min("ts"))["oldest"]
+        start = _floor(oldest, MINUTE) if oldest is not None else default
+    return max(start, _floor(horizon, MINUTE))
 
 
 def telemetry_rollup(*, now: datetime | None = None) -> RollupReport:
-    """Roll up closed minutes and hours, then re-roll late-arrived ranges."""
+    """Roll up closed minutes and hours, then re-roll late-arrived ranges.
+
+    A run recomputes the last TELEMETRY_ROLLUP_LOOKBACK_SECONDS, or resumes
+    where rollups stopped; a long catch-up is done in slices of
+    TELEMETRY_ROLLUP_MAX_SPAN_HOURS, one per run.
+    """
     now = now or timezone.now()
     lookback = timedelta(seconds=settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS)
     raw_horizon = now - timedelta(days=settings.TELEMETRY_RAW_RETENTION_DAYS)
-    minute_end = _floor(now, MINUTE)
-    minute_start = _resume_from(RollupMinute, _floor(now - lookback, MINUTE), MINUTE, raw_horizon)
-    report = RollupReport(minutes=rollup_minutes(start=minute_start, end=minute_end))
-    hour_start = _floor(
-        min(minute_start, _resume_from(RollupHour, minute_start, HOUR, raw_horizon)), HOUR
+    minute_start = _resume_from(_floor(now - lookback, MINUTE), raw_horizon)
+    minute_end = min(
+        _floor(now, MINUTE),
+        minute_start + timedelta(hours=settings.TELEMETRY_ROLLUP_MAX_SPAN_HOURS),
     )
-    report.hours = rollup_hours(start=hour_start, end=_floor(now, HOUR))
+    report = RollupReport(minutes=rollup_minutes(start=minute_start, end=minute_end))
+    RollupProgress.objects.update_or_create(name="minute", defaults={"until": minute_end})
+    # Hours are built from minutes: those touched by this run, once they are closed.
+    report.hours = rollup_hours(start=_floor(minute_start, HOUR), end=_floor(minute_end, HOUR))
     for backlog in RollupBacklog.objects.all()[:1000]:
-        start, end = (
-            _floor(backlog.start, HOUR),
-            min(_floor(backlog.end, MINUTE) + MINUTE, minute_end),
-        )
+        start = _floor(backlog.start, HOUR)
+        end = min(_floor(backlog.end, MINUTE) + MINUTE, _floor(now, MINUTE))
         rollup_minutes(start=start, end=end, device_pk=backlog.device_id)
-        rollup_hours(
-            start=start,
-            end=min(_floor(end, HOUR) + HOUR, _floor(now, HOUR)),
-            device_pk=backlog.device_id,
-        )
+        hours_end = min(_floor(end, HOUR) + HOUR, _floor(now, HOUR))
+        rollup_hours(start=start, end=hours_end, device_pk=backlog.device_id)
         backlog.delete()
         report.backlog += 1
     return report

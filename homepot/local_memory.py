@@ -15,6 +15,7 @@ the shared cache again until the subscription is back.
 
 import logging
 import os
+import sys
 import threading
 import time
 from typing import Any
@@ -107,6 +108,8 @@ class LocalMemory:
             try:
                 self._listen()
             except Exception as exc:  # any failure: distrust memory, reconnect
+                if sys.is_finalizing():
+                    return
                 logger.warning("local memory invalidation listener: %s", exc)
             self._alive_until = 0.0
             self.clear()

@@ -30,14 +30,13 @@ def rollup_row(model, minutes: int):
 def test_minute_and_hour_rollups_hold_min_max_sum_count(identity):
     ingest(identity, [(0, 1.0), (20, 5.0), (40, 3.0), (60, -2.0), (3599, 10.0)])
 
-    report = services.telemetry_rollup(now=HOUR0 + timedelta(hours=1, seconds=30))
+    services.telemetry_rollup(now=HOUR0 + timedelta(hours=1, seconds=30))
 
     assert rollup_row(RollupMinute, 0) == (1.0, 5.0, 9.0, 3)
     assert rollup_row(RollupMinute, 1) == (-2.0, -2.0, -2.0, 1)
     assert rollup_row(RollupMinute, 59) == (10.0, 10.0, 10.0, 1)
     assert rollup_row(RollupHour, 0) == (-2.0, 10.0, 17.0, 5)
     assert RollupMinute.objects.count() == 3
-    assert report.hours >= 1
 
 
 def test_only_closed_minutes_are_rolled_up(identity):
@@ -47,6 +46,22 @@ def test_only_closed_minutes_are_rolled_up(identity):
 
     assert list(RollupMinute.objects.values_list("bucket", flat=True)) == [HOUR0]
     assert not RollupHour.objects.exists()
+
+
+def test_a_long_catch_up_is_done_in_slices(identity, settings):
+    settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS = 86400  # nothing counts as late here
+    settings.TELEMETRY_ROLLUP_MAX_SPAN_HOURS = 1
+    ingest(identity, [(0, 1.0), (90 * 60, 2.0), (150 * 60, 3.0)])
+    settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS = 60
+    now = HOUR0 + timedelta(hours=4)
+
+    services.telemetry_rollup(now=now)
+    assert RollupMinute.objects.count() == 1  # the first hour, from the oldest sample
+    services.telemetry_rollup(now=now)
+    services.telemetry_rollup(now=now)
+
+    assert RollupMinute.objects.count() == 3
+    assert RollupHour.objects.count() == 3
 
 
 def test_rolling_up_twice_changes_nothing(identity):
