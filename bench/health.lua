@@ -1,6 +1,6 @@
 -- wrk script for the trivial endpoint: GET /health.
 --
--- It goes through a Lua request() like heartbeat.lua does, so that both runs
+-- It goes through a Lua request() like device.lua does, so that both runs
 -- pay the same client-side cost and only the server side differs.
 --
 --   wrk -s bench/health.lua http://127.0.0.1:8000

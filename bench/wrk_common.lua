@@ -1,4 +1,4 @@
--- Shared by health.lua and heartbeat.lua (loaded with dofile).
+-- Shared by health.lua and device.lua (loaded with dofile).
 --
 -- setup() numbers the wrk threads so each can start at a different device;
 -- done() prints one machine-readable line that bench/auth_bench.py parses:
