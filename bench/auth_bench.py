@@ -16,8 +16,9 @@ What it does:
    device, so every key has paid its one bcrypt check;
 4. restarts gunicorn (so PostgreSQL flushes the warm-up's statistics), then
    runs wrk against ``GET /health``, ``POST /api/v1/devices/heartbeat`` and
-   ``GET /api/v1/devices/pending`` (nothing queued) alternately, same duration and connections, and prints rates, ratio,
-   latencies, error counts and the database writes the measurement caused.
+   ``GET /api/v1/devices/pending`` (nothing queued) alternately, with the
+   same duration and connections, and prints rates, ratios, latencies, error
+   counts and the database writes the measurement caused.
 
 It prints figures and PASS/FAIL against the target; it asserts nothing.
 
