@@ -7,6 +7,7 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
+from analytics.admin_panel import device_telemetry_context
 from commands.admin_actions import DEVICE_ACTIONS
 from devices import services
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
@@ -102,6 +103,19 @@ class DeviceAdmin(admin.ModelAdmin):
     ]
     inlines = [CredentialInline, EventInline]
     actions = ["rotate_keys", "revoke_keys", "decommission", *DEVICE_ACTIONS]
+
+    def change_view(
+        self,
+        request: HttpRequest,
+        object_id: str,
+        form_url: str = "",
+        extra_context: dict | None = None,
+    ) -> HttpResponse:
+        device = Device.objects.filter(pk=object_id).first()
+        if device is not None:
+            chosen = request.GET.getlist("chart")
+            extra_context = {**(extra_context or {}), **device_telemetry_context(device, chosen)}
+        return super().change_view(request, object_id, form_url, extra_context)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The public id is fixed once the device exists: agents and history use it.

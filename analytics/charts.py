@@ -1,0 +1,63 @@
+"""Server-side SVG for the admin: metric charts (pygal) and thermal heatmaps.
+
+Lab networks are often offline, so nothing here loads a script or a font
+from elsewhere: the SVG is complete in the page.
+"""
+
+import pygal
+from django.utils.html import escape
+from pygal.style import LightStyle
+
+from analytics.models import ThermalFrame
+
+CELL = 12  # pixels per thermal pixel
+
+
+def metric_chart_svg(name: str, points: list[dict]) -> str:
+    chart = pygal.DateTimeLine(
+        title=name,
+        height=260,
+        width=900,
+        show_legend=False,
+        show_dots=False,
+        x_label_rotation=20,
+        x_value_formatter=lambda ts: ts.strftime("%H:%M"),
+        style=LightStyle,
+        js=[],  # pygal would otherwise link its tooltip script from a CDN
+        disable_xml_declaration=True,
+    )
+    chart.add(name, [(p["ts"], p["value"]) for p in points])
+    return chart.render(is_unicode=True)
+
+
+def _heat_colour(fraction: float) -> str:
+    """Dark blue -> purple -> orange -> pale yellow, like common thermal palettes."""
+    stops = [(0.0, (0, 0, 80)), (0.35, (140, 0, 150)), (0.7, (240, 110, 0)), (1.0, (255, 250, 190))]
+    for (f0, c0), (f1, c1) in zip(stops, stops[1:], strict=False):
+        if fraction <= f1:
+            t = (fraction - f0) / (f1 - f0) if f1 > f0 else 0.0
+            r, g, b = (round(a + (b - a) * t) for a, b in zip(c0, c1, strict=True))
+            return f"#{r:02x}{g:02x}{b:02x}"
+    return "#fffabe"
+
+
+def thermal_heatmap_svg(frame: ThermalFrame) -> str:
+    span = (frame.max - frame.min) or 1.0
+    cells = []
+    for index, value in enumerate(frame.values):
+        row, col = divmod(index, frame.width)
+        colour = _heat_colour((value - frame.min) / span)
+        cells.append(
+            f'<rect x="{col * CELL}" y="{row * CELL}" width="{CELL}" height="{CELL}" '
+            f'fill="{colour}"><title>{value:.1f} °C</title></rect>'
+        )
+    width, height = frame.width * CELL, frame.height * CELL
+    caption = escape(
+        f"{frame.ts:%Y-%m-%d %H:%M:%S} UTC · min {frame.min:.1f} °C · "
+        f"mean {frame.mean:.1f} °C · max {frame.max:.1f} °C"
+    )
+    return (
+        f'<svg class="homepot-heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" '
+        f'height="{height + 20}" viewBox="0 0 {width} {height + 20}">{"".join(cells)}'
+        f'<text x="0" y="{height + 15}" font-size="12">{caption}</text></svg>'
+    )
