@@ -170,12 +170,11 @@ class PendingCommandsApi(APIView):
     )
     def get(self, request: Request) -> Response:
         commands = services.commands_deliver(identity=request.user)
-        interval = (
-            settings.COMMAND_POLL_BUSY_SECONDS if commands else settings.COMMAND_POLL_IDLE_SECONDS
-        )
+        if not commands:  # the hot path: nothing to serialize
+            return Response([], headers={POLL_HEADER: str(settings.COMMAND_POLL_IDLE_SECONDS)})
         return Response(
             PendingCommandSerializer(commands, many=True).data,
-            headers={POLL_HEADER: str(interval)},
+            headers={POLL_HEADER: str(settings.COMMAND_POLL_BUSY_SECONDS)},
         )
 
 
