@@ -34,6 +34,7 @@ lint: install
 
 bench: install
 	$(BIN)/python bench/auth_bench.py
+	$(BIN)/python bench/telemetry_bench.py
 
 clean:
 	rm -rf var staticfiles
