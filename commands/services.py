@@ -14,7 +14,6 @@ from typing import Any
 from uuid import UUID
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import Count, F, QuerySet
@@ -24,7 +23,7 @@ from commands.models import Command, CommandGroup, Status
 from commands.registry import command_type_get, payload_validate
 from devices.auth import DeviceIdentity
 from devices.models import AuditEntry, Device, Event
-from devices.services import Actor, audit_record
+from devices.services import Actor, actor_user, audit_record
 from homepot.errors import ConflictError, NotFoundError, ServiceError
 from homepot.local_memory import local_memory
 
@@ -151,8 +150,11 @@ class CommandSpec:
         }
 
 
-def _user(actor: Actor) -> AbstractBaseUser | None:
-    return actor if isinstance(actor, AbstractBaseUser) else None
+def _replayed(model: type[Command | CommandGroup], actor: Actor, key: str | None) -> Any:
+    """What an earlier request with this idempotency key created, if any."""
+    if not key:
+        return None
+    return model.objects.filter(created_by=actor_user(actor), idempotency_key=key).first()
 
 
 def command_enqueue(
@@ -160,19 +162,16 @@ def command_enqueue(
 ) -> tuple[Command, bool]:
     """Queue one command. Returns (command, created); a repeated idempotency key
     returns the command the first request created."""
-    if idempotency_key:
-        existing = Command.objects.filter(
-            created_by=_user(actor), idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing, False
+    existing = _replayed(Command, actor, idempotency_key)
+    if existing is not None:
+        return existing, False
     if device.decommissioned_at is not None:
         raise ConflictError(f"Device {device.device_id} is decommissioned.", code="decommissioned")
     try:
         with transaction.atomic():
             command = Command.objects.create(
                 device=device,
-                created_by=_user(actor),
+                created_by=actor_user(actor),
                 idempotency_key=idempotency_key,
                 **spec.fields(timezone.now()),
             )
@@ -185,7 +184,9 @@ def command_enqueue(
             )
             queue_mark([device.pk])
     except IntegrityError:  # a concurrent retry with the same idempotency key won
-        return Command.objects.get(created_by=_user(actor), idempotency_key=idempotency_key), False
+        return Command.objects.get(
+            created_by=actor_user(actor), idempotency_key=idempotency_key
+        ), False
     return command, True
 
 
@@ -214,12 +215,9 @@ def commands_enqueue_bulk(
     idempotency_key: str | None = None,
 ) -> tuple[CommandGroup, bool]:
     """The same command for many devices, as one group."""
-    if idempotency_key:
-        existing = CommandGroup.objects.filter(
-            created_by=_user(actor), idempotency_key=idempotency_key
-        ).first()
-        if existing is not None:
-            return existing, False
+    existing = _replayed(CommandGroup, actor, idempotency_key)
+    if existing is not None:
+        return existing, False
     device_pks = list(devices.values_list("pk", flat=True)[: settings.COMMAND_BULK_MAX_DEVICES + 1])
     if not device_pks:
         raise ServiceError("No devices match the target.", code="no_devices")
@@ -233,13 +231,13 @@ def commands_enqueue_bulk(
             command_type=spec.command_type,
             payload=spec.payload,
             target=target,
-            created_by=_user(actor),
+            created_by=actor_user(actor),
             idempotency_key=idempotency_key,
         )
         fields = spec.fields(now)
         commands = Command.objects.bulk_create(
             [
-                Command(device_id=pk, group=group, created_by=_user(actor), **fields)
+                Command(device_id=pk, group=group, created_by=actor_user(actor), **fields)
                 for pk in device_pks
             ]
         )

@@ -24,13 +24,18 @@ logger = logging.getLogger(__name__)
 Actor = AbstractBaseUser | DeviceIdentity | None
 
 
+def actor_user(actor: Actor) -> AbstractBaseUser | None:
+    """The Django user behind an actor, if a user (not a device or the system) acts."""
+    return actor if isinstance(actor, AbstractBaseUser) else None
+
+
 # --- Audit trail and events ------------------------------------------------------------
 
 
 def audit_record(
     *, actor: Actor | Device, action: str, target: Any, data: dict | None = None
 ) -> None:
-    user = actor if isinstance(actor, AbstractBaseUser) else None
+    user = actor_user(actor)
     device_pk = actor.pk if isinstance(actor, DeviceIdentity | Device) else None
     AuditEntry.objects.create(
         actor_user=user,
@@ -93,7 +98,7 @@ def enrollment_token_create(
         token_hash=sha256_hex(token),
         expires_at=timezone.now() + expires_in,
         max_uses=max_uses,
-        created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+        created_by=actor_user(actor),
     )
     audit_record(
         actor=actor,
@@ -149,7 +154,7 @@ def _credential_issue(*, device: Device, actor: Actor) -> IssuedKey:
         device=device,
         key_id=key.key_id,
         key_hash=hash_secret(key.secret),
-        created_by=actor if isinstance(actor, AbstractBaseUser) else None,
+        created_by=actor_user(actor),
     )
     return IssuedKey(api_key=key.api_key, credential=credential)
 
