@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
-STAMP := $(VENV)/.installed-$(shell sha1sum pyproject.toml | cut -c1-12)
+STAMP := $(VENV)/.installed-$(shell cat pyproject.toml agent_client/pyproject.toml | sha1sum | cut -c1-12)
 HOMEPOT_PORT ?= 8000
 export HOMEPOT_PORT
 
@@ -10,10 +10,10 @@ export HOMEPOT_PORT
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml agent_client/pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
-	$(BIN)/pip install --quiet -e '.[dev]'
+	$(BIN)/pip install --quiet -e '.[dev]' -e ./agent_client
 	rm -f $(VENV)/.installed-* && touch $@
 
 # Embedded default: SQLite, file cache and file broker under var/, no services needed.

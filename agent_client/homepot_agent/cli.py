@@ -1,0 +1,207 @@
+"""homepot-agent: register, run, status, collect --once, simulate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+import threading
+from dataclasses import replace
+from pathlib import Path
+
+from homepot_agent import __version__
+from homepot_agent.config import (
+    DEFAULT_CONFIG_PATH,
+    AgentConfig,
+    ConfigError,
+    load_config,
+    save_config,
+)
+from homepot_agent.transport import ApiClient, Refused, Unreachable
+
+EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
+logger = logging.getLogger("homepot_agent")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="homepot-agent", description=__doc__)
+    parser.add_argument("--config", type=Path, help=f"TOML file (default {DEFAULT_CONFIG_PATH})")
+    parser.add_argument("--version", action="version", version=__version__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    register = sub.add_parser("register", help="enroll this machine (once)")
+    register.add_argument("--server", required=True, help="e.g. https://fleet.example.com")
+    register.add_argument("--site", required=True)
+    register.add_argument("--token", required=True, help="the site's enrollment token")
+    register.add_argument("--device-id", default=socket.gethostname())
+    register.add_argument("--name")
+    register.add_argument("--type", default="raspberry_pi", dest="device_type")
+    register.add_argument("--state-dir", type=Path, help="where the key and spool live")
+    register.add_argument("--force", action="store_true", help="register again, replacing the key")
+
+    sub.add_parser("run", help="the daemon")
+    sub.add_parser("status", help="identity, server, spool, last push and poll")
+    collect = sub.add_parser("collect", help="print one sample as JSON")
+    collect.add_argument("--once", action="store_true", required=True)
+
+    simulate = sub.add_parser("simulate", help="N simulated devices in one process")
+    simulate.add_argument("--server", required=True)
+    simulate.add_argument("--site", required=True)
+    simulate.add_argument("--token", required=True)
+    simulate.add_argument("--count", type=int, default=10)
+    simulate.add_argument("--state-dir", type=Path, default=Path("var/simulated"))
+    simulate.add_argument("--interval", type=float, default=10.0, help="collect/poll seconds")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else logging.INFO,
+        format="%(asctime)s %(levelname)s %(name)s %(message)s",
+    )
+    config_path = args.config or Path(os.environ.get("HOMEPOT_AGENT_CONFIG", DEFAULT_CONFIG_PATH))
+    try:
+        return COMMANDS[args.command](args, config_path)
+    except ConfigError as exc:
+        print(f"homepot-agent: configuration: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except Unreachable as exc:
+        print(f"homepot-agent: server unreachable: {exc}", file=sys.stderr)
+        return EXIT_UNREACHABLE
+    except Refused as exc:
+        print(
+            f"homepot-agent: refused by the server: {exc.detail} (HTTP {exc.status})",
+            file=sys.stderr,
+        )
+        return EXIT_REFUSED
+
+
+def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
+    existing = load_config(config_path) if config_path.exists() else AgentConfig()
+    if existing.device_id and existing.key_path.exists() and not args.force:
+        print(
+            f"homepot-agent: already registered as {existing.device_id}; use --force to replace",
+            file=sys.stderr,
+        )
+        return EXIT_CONFIG
+    config = replace(
+        existing,
+        server_url=args.server,
+        site_id=args.site,
+        device_id=args.device_id,
+        state_dir=args.state_dir or existing.state_dir,
+    )
+    client = ApiClient(config.server_url, verify=config.tls_verify())
+    device = {
+        "device_id": args.device_id,
+        "name": args.name or args.device_id,
+        "device_type": args.device_type,
+    }
+    registered = client.register(site_id=args.site, token=args.token, device=device)
+    write_key(config.key_path, registered["api_key"])
+    save_config(config, config_path)
+    device_id, site = registered["device_id"], registered["site"]
+    print(f"registered {device_id} at site {site}; key in {config.key_path}")
+    return EXIT_OK
+
+
+def write_key(path: Path, api_key: str) -> None:
+    """The key file is readable by the agent's user only (0600) from its first byte."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(api_key)
+    os.chmod(path, 0o600)
+
+
+def read_key(config: AgentConfig) -> str:
+    try:
+        return config.key_path.read_text().strip()
+    except FileNotFoundError:
+        raise ConfigError(
+            f"api key: {config.key_path} not found; run 'homepot-agent register'"
+        ) from None
+
+
+def _registered(config_path: Path) -> AgentConfig:
+    config = load_config(config_path)
+    if not config.server_url or not config.device_id:
+        raise ConfigError("server_url/device_id: not set; run 'homepot-agent register' first")
+    return config
+
+
+def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
+    from homepot_agent.runtime import build_agent
+
+    config = _registered(config_path)
+    agent = build_agent(config, api_key=read_key(config))
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    logger.info(
+        "homepot-agent %s running as %s against %s",
+        __version__,
+        config.device_id,
+        config.server_url,
+    )
+    agent.run(stop, status_path=config.state_dir / "status.json")
+    logger.info("stopped; %d samples wait in the spool", agent.spool.depth())
+    return EXIT_OK
+
+
+def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
+    config = _registered(config_path)
+    client = ApiClient(config.server_url, verify=config.tls_verify(), timeout=5)
+    try:
+        reachable = client.health()
+    except (Unreachable, Refused):
+        reachable = False
+    status_file = config.state_dir / "status.json"
+    status = json.loads(status_file.read_text()) if status_file.exists() else {}
+    print(
+        json.dumps(
+            {
+                "device_id": config.device_id,
+                "site": config.site_id,
+                "server": config.server_url,
+                "server_reachable": reachable,
+                **status,
+            },
+            indent=2,
+        )
+    )
+    return EXIT_OK if reachable else EXIT_UNREACHABLE
+
+
+def cmd_collect(args: argparse.Namespace, config_path: Path) -> int:
+    from homepot_agent.collectors import build_collectors, collect_all
+
+    config = load_config(config_path) if config_path.exists() else AgentConfig()
+    collectors = build_collectors(config, spool_depth=lambda: 0, last_push=lambda: None)
+    print(json.dumps(collect_all(collectors), indent=2, sort_keys=True))
+    return EXIT_OK
+
+
+def cmd_simulate(args: argparse.Namespace, config_path: Path) -> int:
+    from homepot_agent.simulate import run_fleet
+
+    return run_fleet(args)
+
+
+COMMANDS = {
+    "register": cmd_register,
+    "run": cmd_run,
+    "status": cmd_status,
+    "collect": cmd_collect,
+    "simulate": cmd_simulate,
+}
+
+
+if __name__ == "__main__":
+    sys.exit(main())

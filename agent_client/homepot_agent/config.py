@@ -1,0 +1,188 @@
+"""Agent configuration: a TOML file, overridden by HOMEPOT_AGENT_* environment variables.
+
+A bad value stops the agent with a message naming the key.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.9 / 3.10
+    import tomli as tomllib
+
+DEFAULT_CONFIG_PATH = Path("/etc/homepot/agent.toml")
+ENV_PREFIX = "HOMEPOT_AGENT_"
+ALL_COMMANDS = [
+    "ping",
+    "reboot",
+    "restart_service",
+    "stop_service",
+    "start_service",
+    "service_status",
+    "list_services",
+    "update_config",
+]
+
+
+class ConfigError(ValueError):
+    """A configuration value is missing or wrong; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    server_url: str = ""
+    device_id: str = ""
+    site_id: str = ""
+    state_dir: Path = Path("/var/lib/homepot-agent")
+    collect_interval: float = 10.0
+    push_interval: float = 30.0
+    poll_interval: float = 30.0
+    enabled_collectors: list[str] = field(default_factory=lambda: ["system", "services", "agent"])
+    allowed_commands: list[str] = field(default_factory=lambda: list(ALL_COMMANDS))
+    allowed_services: list[str] = field(default_factory=list)
+    spool_max_samples: int = 100_000
+    command_timeout: float = 120.0
+    output_max_chars: int = 65_536
+    verify_tls: bool = True
+    ca_bundle: str = ""
+
+    @property
+    def key_path(self) -> Path:
+        return self.state_dir / "api_key"
+
+    @property
+    def spool_path(self) -> Path:
+        return self.state_dir / "spool.sqlite3"
+
+    @property
+    def commands_path(self) -> Path:
+        return self.state_dir / "commands.sqlite3"
+
+    def tls_verify(self) -> bool | str:
+        """What requests' ``verify`` takes: False, True, or a CA bundle path."""
+        if not self.verify_tls:
+            return False
+        return self.ca_bundle or True
+
+
+_POSITIVE = {"collect_interval", "push_interval", "poll_interval", "command_timeout"}
+_AT_LEAST_ONE = {"spool_max_samples", "output_max_chars"}
+KNOWN_COLLECTORS = {"system", "services", "agent"}
+
+
+def _coerce(name: str, kind: type, raw: Any) -> Any:
+    """Turn a TOML value or an environment string into the field's type."""
+    try:
+        if kind is bool:
+            if isinstance(raw, bool):
+                return raw
+            if str(raw).strip().lower() in {"1", "true", "yes", "on"}:
+                return True
+            if str(raw).strip().lower() in {"0", "false", "no", "off"}:
+                return False
+            raise ValueError("not a boolean")
+        if kind is list:
+            items = raw.split(",") if isinstance(raw, str) else raw
+            if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+                raise ValueError("not a list of strings")
+            return [i.strip() for i in items if i.strip()]
+        if kind is Path:
+            return Path(str(raw))
+        if kind in (int, float):
+            if isinstance(raw, bool):
+                raise ValueError("not a number")
+            return kind(raw)
+        return str(raw)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{name}: {raw!r} is {exc}") from None
+
+
+_TYPES = {
+    "state_dir": Path,
+    "collect_interval": float,
+    "push_interval": float,
+    "poll_interval": float,
+    "enabled_collectors": list,
+    "allowed_commands": list,
+    "allowed_services": list,
+    "spool_max_samples": int,
+    "command_timeout": float,
+    "output_max_chars": int,
+    "verify_tls": bool,
+}
+
+
+def config_from_mapping(values: dict[str, Any], base: AgentConfig | None = None) -> AgentConfig:
+    """Validate and apply settings (from the file, the environment or update_config)."""
+    known = {f.name for f in fields(AgentConfig)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ConfigError(f"{unknown[0]}: unknown setting")
+    changes = {k: _coerce(k, _TYPES.get(k, str), v) for k, v in values.items()}
+    config = replace(base or AgentConfig(), **changes)
+    validate(config)
+    return config
+
+
+def validate(config: AgentConfig) -> None:
+    for name in _POSITIVE:
+        if getattr(config, name) <= 0:
+            raise ConfigError(f"{name}: must be more than 0")
+    for name in _AT_LEAST_ONE:
+        if getattr(config, name) < 1:
+            raise ConfigError(f"{name}: must be at least 1")
+    bad = sorted(set(config.enabled_collectors) - KNOWN_COLLECTORS)
+    if bad:
+        raise ConfigError(f"enabled_collectors: unknown collector {bad[0]!r}")
+    bad = sorted(set(config.allowed_commands) - set(ALL_COMMANDS))
+    if bad:
+        raise ConfigError(f"allowed_commands: unknown command {bad[0]!r}")
+    if config.server_url and not config.server_url.startswith(("http://", "https://")):
+        raise ConfigError(f"server_url: {config.server_url!r} is not an http(s) URL")
+
+
+def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> AgentConfig:
+    """The file (if it exists), then HOMEPOT_AGENT_<KEY> environment overrides."""
+    path = path or Path(os.environ.get(f"{ENV_PREFIX}CONFIG", DEFAULT_CONFIG_PATH))
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = {}
+    if path.exists():
+        try:
+            values.update(tomllib.loads(path.read_text()))
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{path}: not valid TOML ({exc})") from None
+    for f in fields(AgentConfig):
+        raw = environ.get(f"{ENV_PREFIX}{f.name.upper()}")
+        if raw is not None:
+            values[f.name] = raw
+    return config_from_mapping(values)
+
+
+def save_config(config: AgentConfig, path: Path) -> None:
+    """Write the settings that differ from the defaults, as TOML."""
+    defaults = AgentConfig()
+    lines = []
+    for f in fields(AgentConfig):
+        value = getattr(config, f.name)
+        if value == getattr(defaults, f.name):
+            continue
+        lines.append(f"{f.name} = {_toml_value(value)}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def _toml_value(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    if isinstance(value, list):
+        return "[" + ", ".join(_toml_value(v) for v in value) + "]"
+    text = str(value).replace("\\", "\\\\").replace('"', '\\"')
+    return f'"{text}"'

@@ -1,0 +1,316 @@
+"""Run the commands the server sends, within this device's own limits.
+
+* Only command types on the agent's allowlist run; service names must match a
+  systemd unit name and be on the configured list. Anything else comes back
+  ``rejected`` and nothing is run.
+* Programs run from argument lists (never a shell), with stdin closed, a
+  timeout, and output capped to ``output_max_chars`` (the tail is kept).
+* ``update_config`` may change only the intervals and the collectors: the
+  allowlists and the server address are never changed remotely.
+* ``reboot`` answers ``in_progress`` with the current boot id; the caller notes
+  it in the ledger and calls :meth:`Executor.reboot_now`. After the restart,
+  :meth:`Executor.confirm_reboot` compares boot ids.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import subprocess
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from homepot_agent import __version__
+from homepot_agent.config import ALL_COMMANDS, AgentConfig, ConfigError, config_from_mapping
+
+if TYPE_CHECKING:  # pragma: no cover
+    from homepot_agent.ledger import CommandLedger
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+REJECTED = "rejected"
+IN_PROGRESS = "in_progress"
+
+BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
+SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$")
+SERVICE_VERBS = {
+    "restart_service": "restart",
+    "stop_service": "stop",
+    "start_service": "start",
+}
+SERVICE_COMMANDS = {*SERVICE_VERBS, "service_status"}
+# The only settings the server may change; never the allowlists or server_url.
+REMOTE_SETTINGS = ("collect_interval", "push_interval", "poll_interval", "enabled_collectors")
+PAYLOAD_KEYS: dict[str, tuple[str, ...]] = {
+    "ping": (),
+    "reboot": (),
+    "list_services": (),
+    "update_config": REMOTE_SETTINGS,
+    **{name: ("service",) for name in SERVICE_COMMANDS},
+}
+
+
+@dataclass(frozen=True)
+class Outcome:
+    status: str  # "succeeded" | "failed" | "rejected" | "in_progress" (reboot only)
+    result: dict[str, Any] = field(default_factory=dict)
+    exit_code: int | None = None
+    output: str = ""
+    error: str = ""
+
+    def as_report(self, executed_at: str) -> dict[str, Any]:
+        return {
+            "status": self.status,
+            "result": self.result,
+            "exit_code": self.exit_code,
+            "output": self.output,
+            "error": self.error,
+            "executed_at": executed_at,
+        }
+
+
+def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
+    """The kernel's id for this boot; "" where there is none (not Linux)."""
+    try:
+        return path.read_text().strip()
+    except OSError:
+        return ""
+
+
+def cap_text(text: str, limit: int) -> str:
+    """At most `limit` characters: the tail, after a note of how much was cut."""
+    if len(text) <= limit:
+        return text
+    keep, cut = limit, len(text) - limit
+    for _ in range(3):  # the note's length depends on the number in it
+        note = f"[... {cut} characters cut]\n"
+        keep = limit - len(note)
+        cut = len(text) - keep
+    if keep <= 0:
+        return text[-limit:] if limit > 0 else ""
+    return note + text[-keep:]
+
+
+def _text(value: str | bytes | None) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", errors="replace")
+    return value or ""
+
+
+def _rejected(reason: str) -> Outcome:
+    return Outcome(REJECTED, {}, error=reason)
+
+
+class Executor:
+    def __init__(
+        self,
+        config: AgentConfig,
+        *,
+        run: Callable[..., Any] = subprocess.run,
+        systemctl: str = "systemctl",
+        reboot_argv: list[str] | None = None,
+        boot_id: Callable[[], str] = read_boot_id,
+        apply_config: Callable[[AgentConfig], None] = lambda c: None,
+        clock: Callable[[], float] = time.time,
+        version: str = __version__,
+    ) -> None:
+        self.config = config
+        self.run = run
+        self.systemctl = systemctl
+        # Through the same systemctl: a test's fake never reboots the test machine.
+        self.reboot_argv = list(reboot_argv) if reboot_argv else [systemctl, "reboot"]
+        self.boot_id = boot_id
+        self.apply_config = apply_config
+        self.clock = clock
+        self.version = version
+
+    # --- policy: what may run ----------------------------------------------------------
+
+    def check(self, command: dict[str, Any]) -> Outcome | None:
+        """None if the command may run; else a ``rejected`` Outcome saying why."""
+        if not isinstance(command, dict):
+            return _rejected("The command is not an object.")
+        kind = command.get("command_type")
+        if not isinstance(kind, str) or kind not in ALL_COMMANDS:
+            return _rejected(f"Unknown command type {kind!r}.")
+        if kind not in self.config.allowed_commands:
+            return _rejected(f"Command type {kind!r} is not allowed on this device.")
+        payload = command.get("payload")
+        if payload is None:
+            payload = {}
+        if not isinstance(payload, dict):
+            return _rejected("payload: not an object.")
+        unexpected = sorted(set(payload) - set(PAYLOAD_KEYS[kind]), key=str)
+        if unexpected:
+            return _rejected(f"{unexpected[0]}: not accepted by {kind} on this device.")
+        if kind in SERVICE_COMMANDS:
+            return self._check_service(payload.get("service"))
+        if kind == "update_config":
+            return self._check_settings(payload)
+        return None
+
+    def _check_service(self, service: Any) -> Outcome | None:
+        if not isinstance(service, str) or not SERVICE_NAME.fullmatch(service):
+            return _rejected(f"service: {service!r} is not a systemd unit name.")
+        if service not in self.config.allowed_services:
+            return _rejected(f"service: {service!r} is not in this device's allowed_services.")
+        return None
+
+    def _check_settings(self, payload: dict[str, Any]) -> Outcome | None:
+        try:
+            self._new_config(payload)
+        except ConfigError as exc:
+            return _rejected(str(exc))
+        return None
+
+    def _new_config(self, payload: dict[str, Any]) -> AgentConfig:
+        if not payload:
+            raise ConfigError("payload: name at least one setting to change")
+        new = config_from_mapping(payload, base=self.config)
+        for name in ("collect_interval", "push_interval", "poll_interval"):
+            if not math.isfinite(getattr(new, name)):
+                raise ConfigError(f"{name}: must be a finite number")
+        return new
+
+    # --- running -----------------------------------------------------------------------
+
+    def execute(self, command: dict[str, Any]) -> Outcome:
+        """check(), then run the command; never raises for a failing program."""
+        refused = self.check(command)
+        if refused is not None:
+            return refused
+        kind = command["command_type"]
+        payload = command.get("payload") or {}
+        if kind == "ping":
+            return self._ping()
+        if kind == "reboot":
+            return self._reboot()
+        if kind in SERVICE_VERBS:
+            return self._service_action(SERVICE_VERBS[kind], payload["service"])
+        if kind == "service_status":
+            return self._service_status(payload["service"])
+        if kind == "list_services":
+            return self._list_services()
+        return self._update_config(payload)
+
+    def _ping(self) -> Outcome:
+        return Outcome(
+            SUCCEEDED, {"pong": True, "agent_version": self.version, "time": self.clock()}
+        )
+
+    def _service_action(self, verb: str, service: str) -> Outcome:
+        result = {"service": service, "action": verb}
+        return self._call([self.systemctl, verb, "--", service], result)
+
+    def _service_status(self, service: str) -> Outcome:
+        """The unit's state. ``is-active`` exits non-zero for every state but
+        "active"; that still answers the question, so it is ``succeeded`` with
+        the state. Only no state at all (systemctl itself failed) is ``failed``."""
+        outcome = self._run([self.systemctl, "is-active", "--", service], {"service": service})
+        states = outcome.output.split()
+        if outcome.exit_code is None or not states:
+            return _explained(outcome)
+        return _with(outcome, SUCCEEDED, {"service": service, "state": states[0]})
+
+    def _list_services(self) -> Outcome:
+        """One ``is-active`` call for all configured services (one state a line)."""
+        names = list(self.config.allowed_services)
+        if not names:
+            return Outcome(SUCCEEDED, {"services": {}})
+        outcome = self._run([self.systemctl, "is-active", "--", *names], {})
+        states = outcome.output.split()
+        if outcome.exit_code is None:
+            return outcome
+        if len(states) != len(names):
+            error = outcome.error or f"expected {len(names)} states, got {len(states)}"
+            return _with(outcome, FAILED, {}, error)
+        return _with(outcome, SUCCEEDED, {"services": {n: states[i] for i, n in enumerate(names)}})
+
+    def _update_config(self, payload: dict[str, Any]) -> Outcome:
+        new = self._new_config(payload)  # check() passed: valid
+        try:
+            self.apply_config(new)
+        except Exception as exc:  # reported; the agent carries on
+            return Outcome(FAILED, {}, error=f"could not apply the settings: {exc}")
+        self.config = new
+        return Outcome(SUCCEEDED, {"applied": dict(payload)})
+
+    # --- reboot ------------------------------------------------------------------------
+
+    def _reboot(self) -> Outcome:
+        boot_id = self.boot_id()
+        if not boot_id:
+            return Outcome(FAILED, {}, error="no boot id here: a reboot could not be confirmed")
+        return Outcome(IN_PROGRESS, {"rebooting": True, "boot_id": boot_id})
+
+    def reboot_now(self) -> Outcome | None:
+        """Start the reboot. None if it is under way; a ``failed`` Outcome if not."""
+        outcome = self._call(self.reboot_argv, {"rebooting": True})
+        return None if outcome.status == SUCCEEDED else outcome
+
+    def confirm_reboot(self, ledger: CommandLedger) -> tuple[str, Outcome] | None:
+        """After a restart: the pending reboot's result, judged by the boot id."""
+        pending = ledger.pending_reboot()
+        if pending is None:
+            return None
+        command_id, before = pending
+        after = self.boot_id()
+        ids = {"boot_id_before": before, "boot_id_after": after}
+        if before and after and after != before:
+            return command_id, Outcome(SUCCEEDED, {"rebooted": True, **ids})
+        error = "the machine did not restart (the boot id is unchanged)"
+        if not after:
+            error = "no boot id to confirm the reboot with"
+        return command_id, Outcome(FAILED, {"rebooted": False, **ids}, error=error)
+
+    # --- one program -------------------------------------------------------------------
+
+    def _call(self, argv: Sequence[str], result: dict[str, Any]) -> Outcome:
+        """Run argv: exit 0 is ``succeeded``, anything else ``failed`` with a reason."""
+        return _explained(self._run(argv, result))
+
+    def _run(self, argv: Sequence[str], result: dict[str, Any]) -> Outcome:
+        """Run argv (a list: never a shell) with stdin closed, a timeout, capped output."""
+        timeout = self.config.command_timeout
+        try:
+            done = self.run(
+                list(argv),
+                timeout=timeout,
+                capture_output=True,
+                text=True,
+                errors="replace",
+                stdin=subprocess.DEVNULL,
+            )
+        except subprocess.TimeoutExpired as exc:
+            error = f"{argv[0]}: timed out after {timeout:g}s"
+            return self._capped(FAILED, result, None, _text(exc.output), error)
+        except FileNotFoundError:
+            return Outcome(FAILED, result, error=f"{argv[0]}: program not found")
+        except OSError as exc:
+            return Outcome(FAILED, result, error=f"{argv[0]}: could not run it ({exc})")
+        status = SUCCEEDED if done.returncode == 0 else FAILED
+        output, error = _text(done.stdout), _text(done.stderr)
+        return self._capped(status, result, done.returncode, output, error)
+
+    def _capped(
+        self, status: str, result: dict[str, Any], code: int | None, output: str, error: str
+    ) -> Outcome:
+        limit = self.config.output_max_chars
+        return Outcome(status, result, code, cap_text(output, limit), cap_text(error, limit))
+
+
+def _explained(outcome: Outcome) -> Outcome:
+    """A failed exit with nothing on stderr still says what failed."""
+    if outcome.status != FAILED or outcome.error.strip():
+        return outcome
+    return _with(outcome, FAILED, outcome.result, f"exited with code {outcome.exit_code}")
+
+
+def _with(
+    outcome: Outcome, status: str, result: dict[str, Any], error: str | None = None
+) -> Outcome:
+    error = outcome.error if error is None else error
+    return Outcome(status, result, outcome.exit_code, outcome.output, error)

@@ -1,0 +1,150 @@
+"""The durable record of the commands this device has taken on.
+
+One SQLite row per command id, written before anything runs:
+
+* ``claim`` inserts the row; a redelivered id finds it and is never run twice,
+  even after the agent (or the machine) restarted.
+* ``record_result`` keeps the report to send; ``unsent`` gives it back until the
+  server took it (``mark_sent``), so a result survives a restart.
+* ``note_reboot`` keeps the boot id from before a reboot; the reboot stays
+  pending until a final (not ``in_progress``) result is recorded for it.
+
+Writes are synchronous=FULL: a claim must be on disk before the command runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS commands (
+    command_id     TEXT PRIMARY KEY,
+    started_at     REAL NOT NULL,
+    status         TEXT,
+    report         TEXT,
+    report_seq     INTEGER,
+    sent           INTEGER NOT NULL DEFAULT 0,
+    sent_at        REAL,
+    reboot_boot_id TEXT
+)
+"""
+IN_PROGRESS = "in_progress"
+
+
+class CommandLedger:
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        # Autocommit; multi-statement changes open their own transaction.
+        self._db = sqlite3.connect(
+            str(self.path), timeout=30, isolation_level=None, check_same_thread=False
+        )
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.execute(_SCHEMA)
+
+    # --- running a command at most once ------------------------------------------------
+
+    def claim(self, command_id: str) -> bool:
+        """Record that the command started; False if this id was ever seen here."""
+        with self._lock:
+            cursor = self._db.execute(
+                "INSERT OR IGNORE INTO commands (command_id, started_at) VALUES (?, ?)",
+                (command_id, time.time()),
+            )
+            return cursor.rowcount == 1
+
+    # --- results owed to the server ----------------------------------------------------
+
+    def record_result(self, command_id: str, report: dict[str, Any]) -> None:
+        """Keep the report to send; a later report for the same id replaces it."""
+        text = json.dumps(report, default=str)
+        status = report.get("status")
+        with self._transaction():
+            self._ensure_row(command_id)
+            self._db.execute(
+                "UPDATE commands SET report = ?, status = ?, sent = 0, sent_at = NULL,"
+                " report_seq = (SELECT COALESCE(MAX(report_seq), 0) + 1 FROM commands)"
+                " WHERE command_id = ?",
+                (text, status if isinstance(status, str) else None, command_id),
+            )
+
+    def unsent(self) -> list[tuple[str, dict[str, Any]]]:
+        """Results recorded but not yet taken by the server, oldest first."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT command_id, report FROM commands"
+                " WHERE report IS NOT NULL AND sent = 0 ORDER BY report_seq"
+            ).fetchall()
+        return [(command_id, json.loads(report)) for command_id, report in rows]
+
+    def mark_sent(self, command_id: str) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE commands SET sent = 1, sent_at = ? WHERE command_id = ?",
+                (time.time(), command_id),
+            )
+
+    # --- reboots -----------------------------------------------------------------------
+
+    def note_reboot(self, command_id: str, boot_id_before: str) -> None:
+        with self._transaction():
+            self._ensure_row(command_id)
+            self._db.execute(
+                "UPDATE commands SET reboot_boot_id = ? WHERE command_id = ?",
+                (boot_id_before, command_id),
+            )
+
+    def pending_reboot(self) -> tuple[str, str] | None:
+        """(command_id, boot_id_before) of the oldest reboot without a final result."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT command_id, reboot_boot_id FROM commands"
+                " WHERE reboot_boot_id IS NOT NULL AND COALESCE(status, ?) = ?"
+                " ORDER BY started_at, rowid LIMIT 1",
+                (IN_PROGRESS, IN_PROGRESS),
+            ).fetchone()
+        return (row[0], row[1]) if row else None
+
+    # --- housekeeping ------------------------------------------------------------------
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def __enter__(self) -> CommandLedger:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def _ensure_row(self, command_id: str) -> None:
+        self._db.execute(
+            "INSERT OR IGNORE INTO commands (command_id, started_at) VALUES (?, ?)",
+            (command_id, time.time()),
+        )
+
+    @contextmanager
+    def _transaction(self) -> Iterator[None]:
+        """BEGIN IMMEDIATE ... COMMIT (ROLLBACK on error), holding the lock."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._db.execute("COMMIT")

@@ -1,0 +1,51 @@
+"""Builds a real agent from its configuration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from homepot_agent.agent import Agent, host_attributes
+from homepot_agent.collectors import boot_id, build_collectors, collect_all
+from homepot_agent.config import AgentConfig
+from homepot_agent.executor import Executor
+from homepot_agent.ledger import CommandLedger
+from homepot_agent.spool import Spool
+from homepot_agent.transport import ApiClient
+
+
+def build_agent(config: AgentConfig, *, api_key: str, **overrides: Any) -> Agent:
+    config.state_dir.mkdir(parents=True, exist_ok=True)
+    client = overrides.pop("client", None) or ApiClient(
+        config.server_url,
+        device_id=config.device_id,
+        api_key=api_key,
+        verify=config.tls_verify(),
+    )
+    spool = Spool(config.spool_path, config.spool_max_samples)
+    agent: Agent | None = None
+
+    def collect_for(current: AgentConfig) -> Callable[[], dict[str, float]]:
+        collectors = build_collectors(
+            current,
+            spool_depth=spool.depth,
+            last_push=lambda: agent.status.last_push if agent else None,
+        )
+        return lambda: collect_all(collectors)
+
+    def apply(new: AgentConfig) -> None:
+        if agent is not None:
+            agent.reconfigure(new, collect_for(new))
+
+    executor = Executor(config, apply_config=apply, **overrides.pop("executor_options", {}))
+    agent = Agent(
+        config,
+        client=client,
+        collect=collect_for(config),
+        executor=executor,
+        ledger=CommandLedger(config.commands_path),
+        spool=spool,
+        attributes=lambda: host_attributes(boot_id),
+        **overrides,
+    )
+    return agent
