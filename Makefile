@@ -20,8 +20,9 @@ $(STAMP): pyproject.toml agent_client/pyproject.toml
 run: install
 	mkdir -p var
 	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/python manage.py demo_setup
-	@echo "HOMEPOT on http://127.0.0.1:$(HOMEPOT_PORT)/admin/ and /api/docs (Ctrl-C stops everything)"
+	DEBUG=true $(BIN)/python manage.py demo_setup --token-file var/demo-token
+	@echo "HOMEPOT on http://127.0.0.1:$(HOMEPOT_PORT)/admin/ and /api/docs: web, worker, beat,"
+	@echo "a simulated fleet of $${HOMEPOT_FLEET:-24} devices and one real agent (Ctrl-C stops everything)"
 	DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start
 
 # Uses DATABASE_URL / REDIS_URL when set (CI sets both), else SQLite and files.

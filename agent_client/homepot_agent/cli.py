@@ -10,6 +10,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -43,6 +44,9 @@ def _parser() -> argparse.ArgumentParser:
     register.add_argument("--type", default="raspberry_pi", dest="device_type")
     register.add_argument("--state-dir", type=Path, help="where the key and spool live")
     register.add_argument("--force", action="store_true", help="register again, replacing the key")
+    register.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the server"
+    )
 
     sub.add_parser("run", help="the daemon")
     sub.add_parser("status", help="identity, server, spool, last push and poll")
@@ -56,6 +60,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--count", type=int, default=10)
     simulate.add_argument("--state-dir", type=Path, default=Path("var/simulated"))
     simulate.add_argument("--interval", type=float, default=10.0, help="collect/poll seconds")
+    simulate.add_argument(
+        "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the server"
+    )
     return parser
 
 
@@ -98,6 +105,7 @@ def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
         state_dir=args.state_dir or existing.state_dir,
     )
     client = ApiClient(config.server_url, verify=config.tls_verify())
+    wait_for_server(client, args.wait)
     device = {
         "device_id": args.device_id,
         "name": args.name or args.device_id,
@@ -109,6 +117,19 @@ def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
     device_id, site = registered["device_id"], registered["site"]
     print(f"registered {device_id} at site {site}; key in {config.key_path}")
     return EXIT_OK
+
+
+def wait_for_server(client: ApiClient, seconds: float) -> None:
+    """At boot the network or the server may come up after the agent."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.health()
+            return
+        except Unreachable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
 
 
 def write_key(path: Path, api_key: str) -> None:
@@ -156,27 +177,34 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
 
 def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
+    """Identity, whether the server answers and accepts our key, spool and last push/poll."""
     config = _registered(config_path)
-    client = ApiClient(config.server_url, verify=config.tls_verify(), timeout=5)
+    client = ApiClient(
+        config.server_url,
+        device_id=config.device_id,
+        api_key=read_key(config),
+        verify=config.tls_verify(),
+        timeout=5,
+    )
+    code, key = EXIT_OK, "accepted"
     try:
-        reachable = client.health()
-    except (Unreachable, Refused):
-        reachable = False
+        client.heartbeat({})
+    except Unreachable:
+        code, key = EXIT_UNREACHABLE, "unknown (server unreachable)"
+    except Refused as exc:
+        code, key = EXIT_REFUSED, f"refused: {exc.detail}"
     status_file = config.state_dir / "status.json"
     status = json.loads(status_file.read_text()) if status_file.exists() else {}
-    print(
-        json.dumps(
-            {
-                "device_id": config.device_id,
-                "site": config.site_id,
-                "server": config.server_url,
-                "server_reachable": reachable,
-                **status,
-            },
-            indent=2,
-        )
-    )
-    return EXIT_OK if reachable else EXIT_UNREACHABLE
+    report = {
+        "device_id": config.device_id,
+        "site": config.site_id,
+        "server": config.server_url,
+        "server_reachable": code != EXIT_UNREACHABLE,
+        "key": key,
+        **status,
+    }
+    print(json.dumps(report, indent=2))
+    return code
 
 
 def cmd_collect(args: argparse.Namespace, config_path: Path) -> int:

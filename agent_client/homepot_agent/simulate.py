@@ -84,7 +84,10 @@ def _enroll(args: argparse.Namespace, device_id: str, key_file: Path) -> str:
 
 
 def build_fleet(args: argparse.Namespace) -> list[Agent]:
+    from homepot_agent.cli import wait_for_server
+
     args.state_dir.mkdir(parents=True, exist_ok=True)
+    wait_for_server(ApiClient(args.server), args.wait)
     host = socket.gethostname().split(".")[0]
     agents = []
     for index in range(args.count):
