@@ -170,7 +170,7 @@ class Agent:
     def run_command(self, command: dict[str, Any]) -> None:
         command_id = str(command["command_id"])
         if not self.ledger.claim(command_id):
-            logger.warning("command %s was delivered again; it already ran here", command_id)
+            self._redelivered(command_id)
             return
         outcome = self.executor.check(command)
         if outcome is None:
@@ -178,12 +178,11 @@ class Agent:
                 self.client.ack(self.config.device_id, command_id)
             except Refused as exc:  # canceled meanwhile, or no longer ours to run
                 logger.warning("command %s not acknowledged (%s); not running it", command_id, exc)
-                self.ledger.record_result(command_id, {})
-                self.ledger.mark_sent(command_id)
                 return
             except Unreachable as exc:
                 self._note_error(exc)
-                return  # never acknowledged: the server re-queues it, we do not run it twice
+                self.ledger.release(command_id)  # it never started: a redelivery may run it
+                return
             outcome = self.executor.execute(command)
         report = outcome.as_report(_iso(self.wall_clock()))
         rebooting = command.get("command_type") == "reboot" and outcome.status == "in_progress"
@@ -198,6 +197,22 @@ class Agent:
                 self.ledger.record_result(command_id, report)
                 self._try_report(command_id, report)
             return
+        self._try_report(command_id, report)
+
+    def _redelivered(self, command_id: str) -> None:
+        """A command this device already took on came again: it is never run twice.
+        The server gets the result it missed, or learns the run was interrupted."""
+        logger.warning("command %s was delivered again; not running it twice", command_id)
+        report = self.ledger.report_of(command_id)
+        if report is None:  # the agent stopped while it ran
+            report = {
+                "status": "failed",
+                "result": {},
+                "error": "interrupted (agent restart) before its result was recorded; "
+                "not run again",
+                "executed_at": _iso(self.wall_clock()),
+            }
+            self.ledger.record_result(command_id, report)
         self._try_report(command_id, report)
 
     def _try_report(self, command_id: str, report: dict[str, Any]) -> None:

@@ -62,6 +62,22 @@ class CommandLedger:
             )
             return cursor.rowcount == 1
 
+    def release(self, command_id: str) -> None:
+        """Forget a claim whose command never started (its ack did not get through),
+        so that a redelivery may run it."""
+        with self._lock:
+            self._db.execute(
+                "DELETE FROM commands WHERE command_id = ? AND report IS NULL", (command_id,)
+            )
+
+    def report_of(self, command_id: str) -> dict[str, Any] | None:
+        """The last report recorded for the command, if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT report FROM commands WHERE command_id = ?", (command_id,)
+            ).fetchone()
+        return json.loads(row[0]) if row and row[0] else None
+
     # --- results owed to the server ----------------------------------------------------
 
     def record_result(self, command_id: str, report: dict[str, Any]) -> None:

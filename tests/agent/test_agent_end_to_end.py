@@ -6,16 +6,18 @@ import os
 import stat
 import time
 from dataclasses import replace
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from django.utils import timezone
 from homepot_agent import cli
 from homepot_agent.config import load_config, save_config
 from homepot_agent.runtime import build_agent
 
 from analytics.models import LatestValue, Sample
 from commands.models import Command
-from commands.services import CommandSpec, command_enqueue
+from commands.services import CommandSpec, command_enqueue, commands_sweep
 from devices import services
 from devices.models import Device
 from tests.agent.outage import Outage
@@ -251,3 +253,42 @@ def test_update_config_applies_new_intervals_without_a_restart(registered, opera
     command.refresh_from_db()
     assert command.status == "succeeded"
     assert (agent.collecting.interval, agent.config.collect_interval) == (5, 5)
+
+
+def test_a_command_whose_ack_was_lost_runs_when_delivered_again(
+    registered, operator, systemctl_log, live_server
+):
+    command = queue(operator, "restart_service", {"service": "nginx"})
+    outage = Outage(live_server.thread.host, live_server.thread.port)
+    outage.up()
+    agent = start_agent(registered, Clock(), server_url=outage.url)
+    pending = agent.client.pending().commands
+    outage.down()
+
+    agent.run_command(pending[0])  # the ack cannot get through: it must not run
+
+    assert calls(systemctl_log) == []
+    outage.up()
+    commands_sweep(now=timezone.now() + timedelta(minutes=10))  # no ack: queued again
+    assert agent.poll_once()
+    command.refresh_from_db()
+    assert command.status == "succeeded"
+    assert calls(systemctl_log) == ["restart -- nginx"]
+    outage.down()
+
+
+def test_a_command_interrupted_by_a_restart_is_reported_not_rerun(
+    registered, operator, systemctl_log
+):
+    command = queue(operator, "restart_service", {"service": "nginx"})
+    first = start_agent(registered, Clock())
+    first.client.pending()
+    first.ledger.claim(str(command.command_id))  # the agent died while running it
+    commands_sweep(now=timezone.now() + timedelta(minutes=10))  # queued again
+
+    start_agent(registered, Clock()).poll_once()
+
+    command.refresh_from_db()
+    assert command.status == "failed"
+    assert "not run again" in command.error
+    assert calls(systemctl_log) == []
