@@ -15,7 +15,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
@@ -288,7 +288,7 @@ class Agent:
 
 
 def _iso(ts: float) -> str:
-    return datetime.fromtimestamp(ts, tz=UTC).isoformat()
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat()
 
 
 def host_attributes(boot_id: Callable[[], str]) -> dict[str, Any]:
