@@ -3,7 +3,6 @@
 import json
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -66,4 +65,3 @@ def test_the_agent_installs_and_collects_on_python_3_9(tmp_path):
 
     assert "cpu_percent" in json.loads(collected.stdout)
     assert imports.returncode == 0, imports.stderr
-    assert sys.version_info >= (3, 11)  # while the server's own tests run on 3.11
