@@ -36,6 +36,7 @@ lint: install
 bench: install
 	$(BIN)/python bench/auth_bench.py
 	$(BIN)/python bench/telemetry_bench.py
+	$(BIN)/python bench/agent_footprint.py --minutes 3
 
 clean:
 	rm -rf var staticfiles
