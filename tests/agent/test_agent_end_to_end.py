@@ -18,7 +18,6 @@ from homepot_agent.runtime import build_agent
 from analytics.models import LatestValue, Sample
 from commands.models import Command
 from commands.services import CommandSpec, command_enqueue, commands_sweep
-from devices import services
 from devices.models import Device
 from tests.agent.outage import Outage
 
@@ -59,28 +58,8 @@ def calls(log: Path) -> list[str]:
 
 
 @pytest.fixture
-def registered(tmp_path, live_server, site, operator) -> Path:
-    token = services.enrollment_token_create(actor=operator, site=site, max_uses=1).token
-    config_path = tmp_path / "agent.toml"
-    state = tmp_path / "state"
-    code = cli.main(
-        [
-            "--config",
-            str(config_path),
-            "register",
-            "--server",
-            live_server.url,
-            "--site",
-            "lab-1",
-            "--token",
-            token,
-            "--device-id",
-            "pi-e2e",
-            "--state-dir",
-            str(state),
-        ]
-    )
-    assert code == 0
+def registered(register) -> Path:
+    config_path = register("pi-e2e")
     config = load_config(config_path, environ={})
     save_config(replace(config, allowed_services=["nginx"]), config_path)
     return config_path

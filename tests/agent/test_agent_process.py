@@ -8,7 +8,6 @@ import sys
 import time
 
 import pytest
-from homepot_agent import cli
 from homepot_agent.simulate import build_fleet
 from homepot_agent.spool import Spool
 
@@ -20,32 +19,9 @@ from devices.models import Device
 pytestmark = pytest.mark.django_db(transaction=True)
 
 
-def test_sigterm_keeps_unsent_samples_in_the_spool_and_exits_cleanly(
-    tmp_path, live_server, site, operator
-):
-    token = services.enrollment_token_create(actor=operator, site=site).token
-    config = tmp_path / "agent.toml"
+def test_sigterm_keeps_unsent_samples_in_the_spool_and_exits_cleanly(register, tmp_path):
+    config = register("pi-proc")
     state = tmp_path / "state"
-    assert (
-        cli.main(
-            [
-                "--config",
-                str(config),
-                "register",
-                "--server",
-                live_server.url,
-                "--site",
-                "lab-1",
-                "--token",
-                token,
-                "--device-id",
-                "pi-proc",
-                "--state-dir",
-                str(state),
-            ]
-        )
-        == 0
-    )
     env = {
         **os.environ,
         "HOMEPOT_AGENT_COLLECT_INTERVAL": "0.5",

@@ -12,28 +12,8 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 
 @pytest.fixture
-def config_path(tmp_path, live_server, site, operator):
-    token = services.enrollment_token_create(actor=operator, site=site).token
-    path = tmp_path / "agent.toml"
-    code = cli.main(
-        [
-            "--config",
-            str(path),
-            "register",
-            "--server",
-            live_server.url,
-            "--site",
-            "lab-1",
-            "--token",
-            token,
-            "--device-id",
-            "pi-cli",
-            "--state-dir",
-            str(tmp_path / "state"),
-        ]
-    )
-    assert code == cli.EXIT_OK
-    return path
+def config_path(register):
+    return register("pi-cli")
 
 
 def test_status_reports_identity_and_an_accepted_key(config_path, capsys):
