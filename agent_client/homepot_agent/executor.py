@@ -20,10 +20,10 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from homepot_agent import __version__
+from homepot_agent.collectors import boot_id as read_boot_id
 from homepot_agent.config import ALL_COMMANDS, AgentConfig, ConfigError, config_from_mapping
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -34,7 +34,6 @@ FAILED = "failed"
 REJECTED = "rejected"
 IN_PROGRESS = "in_progress"
 
-BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
 SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$")
 SERVICE_VERBS = {
     "restart_service": "restart",
@@ -70,14 +69,6 @@ class Outcome:
             "error": self.error,
             "executed_at": executed_at,
         }
-
-
-def read_boot_id(path: Path = BOOT_ID_PATH) -> str:
-    """The kernel's id for this boot; "" where there is none (not Linux)."""
-    try:
-        return path.read_text().strip()
-    except OSError:
-        return ""
 
 
 def cap_text(text: str, limit: int) -> str:
