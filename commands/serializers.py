@@ -61,6 +61,16 @@ class PendingCommandSerializer(serializers.ModelSerializer):
         read_only_fields = fields
 
 
+class PendingQuerySerializer(serializers.Serializer):
+    limit = serializers.IntegerField(
+        required=False,
+        min_value=1,
+        max_value=1000,
+        help_text="Deliver at most this many commands (never more than the server's batch). "
+        "HOMEPOT's agent asks for 1: it runs one command at a time.",
+    )
+
+
 class CommandOptionsSerializer(serializers.Serializer):
     command_type = serializers.CharField(
         max_length=64, help_text=f"One of: {', '.join(COMMAND_TYPES)}."

@@ -262,8 +262,13 @@ def command_group_counts(group: CommandGroup) -> dict[str, int]:
 # --- Delivery, ack and result (device side) ---------------------------------------------------
 
 
-def commands_deliver(*, identity: DeviceIdentity, now: datetime | None = None) -> list[Command]:
-    """Claim the device's oldest queued commands and mark them DELIVERED.
+def commands_deliver(
+    *, identity: DeviceIdentity, limit: int | None = None, now: datetime | None = None
+) -> list[Command]:
+    """Claim the device's oldest queued commands (at most `limit`) and mark them DELIVERED.
+
+    An agent that runs one command at a time asks for one, so no command waits
+    on the device past its ack deadline while another one runs.
 
     Nothing queued costs no database query (no marker in the cache), and
     usually not even a cache round trip (this process remembers the queue
@@ -283,17 +288,18 @@ def commands_deliver(*, identity: DeviceIdentity, now: datetime | None = None) -
         return []
     # Clear before reading: a command queued meanwhile sets the marker again.
     cache.delete(marker)
+    batch = min(limit or settings.COMMAND_DELIVERY_BATCH, settings.COMMAND_DELIVERY_BATCH)
     try:
-        delivered = _claim(identity, now or timezone.now())
+        delivered = _claim(identity, batch, now or timezone.now())
     except Exception:
         queue_mark([identity.pk])
         raise
-    if len(delivered) == settings.COMMAND_DELIVERY_BATCH:
+    if len(delivered) == batch:
         queue_mark([identity.pk])  # there may be more
     return delivered
 
 
-def _claim(identity: DeviceIdentity, now: datetime) -> list[Command]:
+def _claim(identity: DeviceIdentity, batch: int, now: datetime) -> list[Command]:
     with transaction.atomic():
         # SKIP LOCKED (PostgreSQL): a concurrent poll of the same device takes
         # other rows or none, never these. SQLite serialises writers instead.
@@ -301,7 +307,7 @@ def _claim(identity: DeviceIdentity, now: datetime) -> list[Command]:
             Command.objects.queued_for(identity.pk)
             .filter(expires_at__gt=now)
             .order_by("created_at", "id")
-            .select_for_update(skip_locked=True)[: settings.COMMAND_DELIVERY_BATCH]
+            .select_for_update(skip_locked=True)[:batch]
         )
         if not commands:
             return []

@@ -18,6 +18,7 @@ from commands.serializers import (
     CommandReportSerializer,
     CommandSerializer,
     PendingCommandSerializer,
+    PendingQuerySerializer,
 )
 from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
 from devices.services import device_get
@@ -164,12 +165,18 @@ class PendingCommandsApi(APIView):
     permission_classes = [IsDevice]
 
     @extend_schema(
+        parameters=[PendingQuerySerializer],
         responses=PendingCommandSerializer(many=True),
         description="The device's queued commands, oldest first, now marked delivered. "
         f"The {POLL_HEADER} response header advises when to poll again (seconds).",
     )
     def get(self, request: Request) -> Response:
-        commands = services.commands_deliver(identity=request.user)
+        limit = None
+        if request.query_params:  # the plain poll stays free of serializer work
+            query = PendingQuerySerializer(data=request.query_params)
+            query.is_valid(raise_exception=True)
+            limit = query.validated_data.get("limit")
+        commands = services.commands_deliver(identity=request.user, limit=limit)
         if not commands:  # the hot path: nothing to serialize
             return Response([], headers={POLL_HEADER: str(settings.COMMAND_POLL_IDLE_SECONDS)})
         return Response(

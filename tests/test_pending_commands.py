@@ -105,3 +105,23 @@ def test_the_simple_homepot_agent_flow_ends_succeeded(client, agent, enqueue):
     assert command.status == "succeeded"
     assert command.result == {"pong": True}
     assert command.executed_at.isoformat() == "2026-11-23T10:00:00+00:00"
+
+
+def test_a_limited_poll_delivers_only_that_many_and_keeps_the_rest_queued(client, agent, enqueue):
+    first, second = enqueue(agent, "ping"), enqueue(agent, "ping")
+
+    response = client.get(URL + "?limit=1", **agent.headers)
+
+    assert [c["command_id"] for c in response.json()] == [str(first.command_id)]
+    assert Command.objects.get(pk=second.pk).status == "queued"
+    assert [c["command_id"] for c in poll(client, agent).json()] == [str(second.command_id)]
+
+
+def test_a_bad_limit_is_refused_and_delivers_nothing(client, agent, enqueue):
+    enqueue(agent, "ping")
+
+    response = client.get(URL + "?limit=0", **agent.headers)
+
+    assert response.status_code == 400
+    assert "limit" in response.json()
+    assert set(Command.objects.values_list("status", flat=True)) == {"queued"}
