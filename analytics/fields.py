@@ -15,6 +15,8 @@ from django.utils import timezone
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
+from homepot.validators import validate_datetime_bounds
+
 METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
 TIMESTAMP_SCHEMA = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 METRICS_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
@@ -88,6 +90,7 @@ def parse_timestamp(value: Any, now: datetime) -> datetime:
             raise serializers.ValidationError("Out of range.") from None
     else:
         raise serializers.ValidationError("Must be an ISO 8601 string or Unix seconds.")
+    validate_datetime_bounds(ts)
     if ts > now + timedelta(seconds=settings.TELEMETRY_MAX_FUTURE_SKEW_SECONDS):
         raise serializers.ValidationError("In the future (check the device clock).")
     if ts < now - timedelta(days=settings.TELEMETRY_RAW_RETENTION_DAYS):

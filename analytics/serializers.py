@@ -2,6 +2,7 @@ from rest_framework import serializers
 
 from analytics.fields import MetricsField, SamplesField, StrictFloatField, TimestampField
 from homepot.api import StrictSerializer
+from homepot.validators import BoundedDateTimeField
 
 # HOMEPOT's flat payload: each of these is stored as a metric of the same name.
 FLAT_METRICS = [
@@ -52,7 +53,7 @@ class IngestResultSerializer(serializers.Serializer):
 class SeriesQuerySerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
     start = TimestampField(required=False)
-    end = serializers.DateTimeField(required=False)
+    end = BoundedDateTimeField(required=False)
     step = serializers.IntegerField(min_value=1, max_value=86400 * 7, default=60)
     agg = serializers.ChoiceField(choices=["avg", "min", "max", "sum", "count"], default="avg")
 

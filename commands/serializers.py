@@ -6,6 +6,7 @@ from rest_framework import serializers
 from commands.models import Command, CommandGroup
 from commands.registry import COMMAND_TYPES
 from commands.services import REPORTED_STATUS_NAMES
+from homepot.validators import BoundedDateTimeField
 
 
 class CommandSerializer(serializers.ModelSerializer):
@@ -127,7 +128,7 @@ class CommandGroupSerializer(serializers.ModelSerializer):
 class CommandReportSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=REPORTED_STATUS_NAMES)
     result = serializers.DictField(required=False, allow_null=True)
-    executed_at = serializers.DateTimeField(required=False, allow_null=True)
+    executed_at = BoundedDateTimeField(required=False, allow_null=True)
     exit_code = serializers.IntegerField(required=False, allow_null=True)
     output = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     error = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
