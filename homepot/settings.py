@@ -224,7 +224,7 @@ REST_FRAMEWORK = {
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "homepot.api.Pagination",
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
-    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_SCHEMA_CLASS": "homepot.schema.HomepotAutoSchema",
     "EXCEPTION_HANDLER": "homepot.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Number of reverse proxies in front of the web server, for client addresses.
