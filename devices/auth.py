@@ -20,14 +20,15 @@ from django.core.cache import cache
 from django.db import transaction
 from django.utils import timezone
 from rest_framework.authentication import BaseAuthentication
-from rest_framework.exceptions import AuthenticationFailed, PermissionDenied, Throttled
+from rest_framework.exceptions import APIException, AuthenticationFailed, PermissionDenied
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from devices.keys import parse_api_key, secret_matches, sha256_hex
+from devices.keys import NewKey, parse_api_key, secret_matches, sha256_hex
 from devices.models import DeviceCredential
+from devices.throttle import count_add, counts_get
 from homepot.local_memory import local_memory
 
 logger = logging.getLogger(__name__)
@@ -64,6 +65,12 @@ def _entry_key(device_id: str, api_key: str) -> str:
     return f"devauth:key:{sha256_hex(device_id, api_key)}"
 
 
+def _generation_seconds() -> int:
+    # Outlives every entry remembered under it (they last DEVICE_AUTH_CACHE_SECONDS);
+    # when it expires anyway, a new one only costs one more bcrypt check.
+    return 2 * settings.DEVICE_AUTH_CACHE_SECONDS
+
+
 def auth_generation_reset(device_id: str) -> None:
     """Forget every remembered key of the device, now and again after commit.
 
@@ -72,7 +79,7 @@ def auth_generation_reset(device_id: str) -> None:
     """
 
     def reset() -> None:
-        cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=None)
+        cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=_generation_seconds())
         memory = local_memory()
         if memory is not None:
             memory.reset(_memory_scope(device_id))
@@ -83,40 +90,56 @@ def auth_generation_reset(device_id: str) -> None:
 
 def _current_generation(device_id: str) -> str:
     key = _generation_key(device_id)
-    cache.add(key, secrets.token_hex(8), timeout=None)
+    cache.add(key, secrets.token_hex(8), timeout=_generation_seconds())
     return cache.get(key)
 
 
-def _failure_keys(device_id: str, client_address: str) -> tuple[str, str]:
-    return (f"devauth:fail:dev:{sha256_hex(device_id)}", f"devauth:fail:ip:{client_address}")
+class AuthThrottled(APIException):
+    """429 before bcrypt: too many failed checks from this address or of this key."""
 
+    status_code = 429
+    default_code = "auth_throttled"
 
-def _refuse_if_throttled(device_id: str, client_address: str) -> None:
-    by_device, by_address = _failure_keys(device_id, client_address)
-    counts = cache.get_many([by_device, by_address])
-    if (
-        counts.get(by_device, 0) >= settings.DEVICE_AUTH_FAILURES_PER_DEVICE
-        or counts.get(by_address, 0) >= settings.DEVICE_AUTH_FAILURES_PER_ADDRESS
-    ):
-        raise Throttled(
-            wait=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS,
-            detail="Too many failed authentication attempts; try again later.",
+    def __init__(self, wait: int) -> None:
+        self.wait = wait  # DRF's handler turns it into Retry-After
+        super().__init__(
+            {
+                "detail": "Too many failed authentication attempts; try again later.",
+                "code": self.default_code,
+            }
         )
 
 
-def _count_failure(device_id: str, client_address: str) -> None:
-    for key in _failure_keys(device_id, client_address):
-        cache.add(key, 0, timeout=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
-        try:
-            cache.incr(key)
-        except ValueError:  # expired between add and incr
-            cache.set(key, 1, timeout=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
+def _failure_keys(key_id: str, client_address: str) -> dict[str, int]:
+    """The failure counters a bcrypt check is limited by, with their limits.
+
+    Not the device id: anyone may know it, and failures counted against it
+    would lock the rightful key out. A key id is only known to whoever saw
+    the key, and the address is the attacker's own.
+    """
+    return {
+        f"devauth:fail:key:{key_id}": settings.DEVICE_AUTH_FAILURES_PER_KEY,
+        f"devauth:fail:ip:{client_address}": settings.DEVICE_AUTH_FAILURES_PER_ADDRESS,
+    }
 
 
-def _verify_against_database(device_id: str, api_key: str) -> DeviceCredential | None:
-    parsed = parse_api_key(api_key)
-    if parsed is None:
-        return None
+def _refuse_if_throttled(limits: dict[str, int]) -> None:
+    counts = counts_get(limits)
+    if any(counts[key] >= limit for key, limit in limits.items()):
+        raise AuthThrottled(wait=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
+
+
+def _count_failure(limits: dict[str, int]) -> None:
+    for key in limits:
+        count_add(key, window=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
+
+
+def _verify_against_database(
+    device_id: str, parsed: NewKey, client_address: str
+) -> DeviceCredential | None:
+    """The credential the key belongs to, or None. Only a usable credential of
+    this device, found by its key id, pays bcrypt, and only that is throttled:
+    unknown ids cost an indexed lookup and leave nothing behind."""
     credential = (
         DeviceCredential.objects.select_related("device")
         .filter(key_id=parsed.key_id, device__device_id=device_id)
@@ -126,7 +149,10 @@ def _verify_against_database(device_id: str, api_key: str) -> DeviceCredential |
         return None
     if not credential.is_usable(timezone.now()):
         return None
+    limits = _failure_keys(parsed.key_id, client_address)
+    _refuse_if_throttled(limits)
     if not secret_matches(parsed.secret, credential.key_hash):
+        _count_failure(limits)
         return None
     return credential
 
@@ -164,9 +190,11 @@ def _unexpired(entry: dict[str, Any]) -> bool:
 
 
 def device_authenticate(*, device_id: str, api_key: str, client_address: str) -> DeviceIdentity:
-    """Return the device the key belongs to, or raise AuthenticationFailed / Throttled.
+    """Return the device the key belongs to, or raise AuthenticationFailed / AuthThrottled.
 
     Looks in this process's memory, then the shared cache, then pays bcrypt.
+    A remembered key never meets the failure limits: an attacker guessing
+    cannot lock out an agent whose key was already verified.
     """
     entry_key, generation_key = _entry_key(device_id, api_key), _generation_key(device_id)
     memory, scope = local_memory(), _memory_scope(device_id)
@@ -182,12 +210,13 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
             memory.put(scope, entry_key, entry, version)
         return _identity_from_entry(entry)
 
-    _refuse_if_throttled(device_id, client_address)
+    parsed = parse_api_key(api_key)
+    if parsed is None:
+        raise AuthenticationFailed("Invalid device credentials.")
     # Read the generation before the database so a concurrent revocation wins.
     generation = _current_generation(device_id)
-    credential = _verify_against_database(device_id, api_key)
+    credential = _verify_against_database(device_id, parsed, client_address)
     if credential is None:
-        _count_failure(device_id, client_address)
         logger.warning("device auth failed for %r from %s", device_id, client_address)
         raise AuthenticationFailed("Invalid device credentials.")
     DeviceCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())

@@ -148,8 +148,13 @@ if not DEBUG and DEVICE_KEY_BCRYPT_ROUNDS < 12:
 DEVICE_AUTH_CACHE_SECONDS = env_int("DEVICE_AUTH_CACHE_SECONDS", 3600, minimum=1)
 # How long the old key keeps working after an agent rotates its own key.
 DEVICE_KEY_ROTATION_GRACE_SECONDS = env_int("DEVICE_KEY_ROTATION_GRACE_SECONDS", 300, minimum=0)
-# Failed device authentications allowed per window, per device id and per address.
-DEVICE_AUTH_FAILURES_PER_DEVICE = env_int("DEVICE_AUTH_FAILURES_PER_DEVICE", 10, minimum=1)
+# A device may rotate its own key at most once per this many seconds (else 429).
+DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = env_int(
+    "DEVICE_KEY_SELF_ROTATION_MIN_SECONDS", 3600, minimum=0
+)
+# Failed bcrypt checks allowed per window, per key id and per client address.
+# Never per device id: anyone who knows it could lock the rightful key out.
+DEVICE_AUTH_FAILURES_PER_KEY = env_int("DEVICE_AUTH_FAILURES_PER_KEY", 10, minimum=1)
 DEVICE_AUTH_FAILURES_PER_ADDRESS = env_int("DEVICE_AUTH_FAILURES_PER_ADDRESS", 50, minimum=1)
 DEVICE_AUTH_FAILURE_WINDOW_SECONDS = env_int("DEVICE_AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 # last_seen is written at most once per window per device.
@@ -158,6 +163,11 @@ DEVICE_DEFAULT_CHECKIN_SECONDS = env_int("DEVICE_DEFAULT_CHECKIN_SECONDS", 60, m
 # Extra time past the expected check-in before a device counts as offline.
 DEVICE_OFFLINE_GRACE_SECONDS = env_int("DEVICE_OFFLINE_GRACE_SECONDS", 60, minimum=0)
 DEVICE_ATTRIBUTES_MAX_BYTES = env_int("DEVICE_ATTRIBUTES_MAX_BYTES", 8192, minimum=256)
+# Two agent instances heartbeating in turn (A, B, A) within this window share one
+# identity: a device.identity_conflict event, at most once per window.
+DEVICE_IDENTITY_CONFLICT_WINDOW_SECONDS = env_int(
+    "DEVICE_IDENTITY_CONFLICT_WINDOW_SECONDS", 3600, minimum=60
+)
 ENROLLMENT_TOKEN_DEFAULT_HOURS = env_int("ENROLLMENT_TOKEN_DEFAULT_HOURS", 24, minimum=1)
 
 # --- Commands ---------------------------------------------------------------------------

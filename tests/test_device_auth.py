@@ -1,11 +1,15 @@
 """X-Device-ID + X-API-Key authentication, exercised through POST /api/v1/devices/heartbeat."""
 
+import os
+import secrets
 from datetime import timedelta
 
 import pytest
+import redis
 from django.utils import timezone
 
 from devices import auth, services
+from devices.keys import new_api_key
 
 URL = "/api/v1/devices/heartbeat"
 
@@ -26,6 +30,17 @@ def bcrypt_checks(monkeypatch) -> list[str]:
 
 def beat(client, device_id: str, api_key: str):
     return client.post(URL, {}, format="json", HTTP_X_DEVICE_ID=device_id, HTTP_X_API_KEY=api_key)
+
+
+def beat_from(client, address: str, device_id: str, api_key: str):
+    return client.post(
+        URL,
+        {},
+        format="json",
+        HTTP_X_DEVICE_ID=device_id,
+        HTTP_X_API_KEY=api_key,
+        REMOTE_ADDR=address,
+    )
 
 
 def test_a_valid_key_authenticates(client, agent):
@@ -116,25 +131,34 @@ def test_a_device_rotation_keeps_the_old_key_until_the_grace_ends(
     assert beat(client, agent.device.device_id, issued.api_key).status_code == 200
 
 
-def test_failed_attempts_are_throttled_per_device(client, agent, settings, bcrypt_checks):
-    settings.DEVICE_AUTH_FAILURES_PER_DEVICE = 3
-    for _ in range(3):
-        assert (
-            beat(client, agent.device.device_id, "hpk_0123456789ab_" + "x" * 43).status_code == 401
-        )
+def wrong_secret(api_key: str) -> str:
+    """The same key id with another secret: only this pays bcrypt and can fail it."""
+    return api_key[:-4] + ("AAAA" if not api_key.endswith("AAAA") else "BBBB")
 
-    response = beat(client, agent.device.device_id, agent.api_key)
+
+def test_failed_attempts_are_throttled_per_key_id(client, agent, settings, bcrypt_checks):
+    settings.DEVICE_AUTH_FAILURES_PER_KEY = 3
+    for n in range(3):
+        response = beat_from(
+            client, f"10.6.6.{n}", agent.device.device_id, wrong_secret(agent.api_key)
+        )
+        assert response.status_code == 401
+    paid = len(bcrypt_checks)
+
+    response = beat_from(client, "10.6.6.9", agent.device.device_id, wrong_secret(agent.api_key))
 
     assert response.status_code == 429
     assert "Retry-After" in response
-    assert len(bcrypt_checks) == 0  # throttled before paying bcrypt
+    assert response.json()["code"] == "auth_throttled"
+    assert len(bcrypt_checks) == paid  # throttled before paying bcrypt
 
 
 def test_failed_attempts_are_throttled_per_address(client, make_agent, settings):
     settings.DEVICE_AUTH_FAILURES_PER_ADDRESS = 3
     victim = make_agent("pi-9")
-    for n in range(3):
-        assert beat(client, f"guess-{n}", "hpk_0123456789ab_" + "x" * 43).status_code == 401
+    others = [make_agent(f"pi-{n}") for n in range(3)]
+    for other in others:  # wrong secrets for real key ids: each pays bcrypt and fails it
+        assert beat(client, other.device.device_id, wrong_secret(other.api_key)).status_code == 401
 
     assert beat(client, victim.device.device_id, victim.api_key).status_code == 429
     other_address = client.post(
@@ -149,10 +173,60 @@ def test_failed_attempts_are_throttled_per_address(client, make_agent, settings)
 
 
 def test_a_key_verified_before_throttling_keeps_working(client, agent, settings):
-    settings.DEVICE_AUTH_FAILURES_PER_DEVICE = 2
+    settings.DEVICE_AUTH_FAILURES_PER_KEY = 2
     assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
     for _ in range(2):
-        beat(client, agent.device.device_id, "hpk_0123456789ab_" + "x" * 43)
+        beat(client, agent.device.device_id, wrong_secret(agent.api_key))
 
     # An attacker guessing keys cannot lock out the genuine, already verified agent.
     assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+
+
+def test_guessing_at_a_device_id_never_locks_out_its_key_not_yet_verified(
+    client, agent, operator, settings
+):
+    settings.DEVICE_AUTH_FAILURES_PER_KEY = 3
+    settings.DEVICE_AUTH_FAILURES_PER_ADDRESS = 3
+    device_id = agent.device.device_id
+    # The attacker knows the device id, not the key: random key ids and secrets, from
+    # one address and from many.
+    for n in range(30):
+        guess = new_api_key().api_key
+        assert beat_from(client, "10.6.6.6", device_id, guess).status_code == 401
+        assert beat_from(client, f"10.7.{n}.1", device_id, guess).status_code == 401
+
+    # The key was never verified: no process memory or cache entry helps it.
+    assert beat_from(client, "10.1.1.1", device_id, agent.api_key).status_code == 200
+
+    issued = services.device_key_rotate(device=agent.device, actor=operator)
+    assert beat_from(client, "10.1.1.1", device_id, issued.api_key).status_code == 200
+
+
+def test_a_rotated_key_is_not_throttled_by_failures_against_the_old_one(
+    client, agent, operator, settings
+):
+    settings.DEVICE_AUTH_FAILURES_PER_KEY = 2
+    for n in range(2):
+        beat_from(client, f"10.6.6.{n}", agent.device.device_id, wrong_secret(agent.api_key))
+    assert beat_from(client, "10.1.1.1", agent.device.device_id, agent.api_key).status_code == 429
+
+    issued = services.device_key_rotate(device=agent.device, actor=operator)
+
+    assert beat_from(client, "10.1.1.1", agent.device.device_id, issued.api_key).status_code == 200
+
+
+@pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="inspects Redis TTLs")
+def test_failed_authentication_leaves_no_redis_key_without_expiry(client, make_agent, settings):
+    victim = make_agent("pi-9")
+    client_redis = redis.Redis.from_url(os.environ["REDIS_URL"])
+    client_redis.flushdb()
+    for n in range(20):  # unknown device ids, well-formed and malformed keys
+        beat_from(client, f"10.8.0.{n}", f"ghost-{n}-{secrets.token_hex(4)}", new_api_key().api_key)
+        beat_from(client, "10.8.1.1", f"ghost-{n}", "not-a-key")
+    for n in range(5):  # a real key id with wrong secrets: counted, so stored
+        beat_from(client, f"10.8.2.{n}", "pi-9", wrong_secret(victim.api_key))
+
+    keys = client_redis.keys("*")
+    assert keys, "the failures above should have been counted"
+    without_expiry = [key for key in keys if client_redis.ttl(key) < 0]
+    assert without_expiry == []
