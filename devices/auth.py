@@ -94,19 +94,24 @@ def _current_generation(device_id: str) -> str:
     return cache.get(key)
 
 
-class AuthThrottled(APIException):
-    """429 before bcrypt: too many failed checks from this address or of this key."""
+class TooManyRequests(APIException):
+    """429 with Retry-After and a machine-readable code."""
 
     status_code = 429
-    default_code = "auth_throttled"
+
+    def __init__(self, detail: str, *, code: str, wait: int) -> None:
+        self.wait = wait  # DRF's handler turns it into Retry-After
+        super().__init__({"detail": detail, "code": code})
+
+
+class AuthThrottled(TooManyRequests):
+    """Refused before bcrypt: too many failed checks from this address or of this key."""
 
     def __init__(self, wait: int) -> None:
-        self.wait = wait  # DRF's handler turns it into Retry-After
         super().__init__(
-            {
-                "detail": "Too many failed authentication attempts; try again later.",
-                "code": self.default_code,
-            }
+            "Too many failed authentication attempts; try again later.",
+            code="auth_throttled",
+            wait=wait,
         )
 
 

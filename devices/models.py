@@ -65,6 +65,9 @@ class Device(models.Model):
     checkin_interval = models.DurationField(default=default_checkin_interval)
     # The latest state attributes the agent reported (heartbeat), size-limited.
     attributes = models.JSONField(default=dict, blank=True)
+    # When the device last rotated its own key (it may, once per
+    # DEVICE_KEY_SELF_ROTATION_MIN_SECONDS); claimed by a conditional UPDATE.
+    key_self_rotated_at = models.DateTimeField(null=True, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
     decommissioned_at = models.DateTimeField(null=True, blank=True)
 

@@ -2,6 +2,7 @@
 
 import json
 import logging
+import math
 import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -11,10 +12,10 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import F
+from django.db.models import F, Q
 from django.utils import timezone
 
-from devices.auth import DeviceIdentity, auth_generation_reset
+from devices.auth import DeviceIdentity, TooManyRequests, auth_generation_reset
 from devices.keys import hash_secret, new_api_key, new_enrollment_token, sha256_hex
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
 from homepot.errors import ConflictError, CredentialRejected, Forbidden, NotFoundError
@@ -224,7 +225,8 @@ def device_key_rotate(*, device: Device, actor: Actor) -> IssuedKey:
     grace = timedelta(seconds=settings.DEVICE_KEY_ROTATION_GRACE_SECONDS) if by_device else None
     with transaction.atomic():
         old = DeviceCredential.objects.filter(device=device, revoked_at__isnull=True)
-        if grace:
+        if grace is not None:
+            _self_rotation_claim(device=device, identity=actor, now=now, grace=grace)
             old.exclude(expires_at__lt=now + grace).update(expires_at=now + grace)
         else:
             old.update(revoked_at=now)
@@ -239,9 +241,44 @@ def device_key_rotate(*, device: Device, actor: Actor) -> IssuedKey:
             },
         )
         auth_generation_reset(device.device_id)
-    if grace:
+    if grace is not None:
         return replace(issued, old_key_valid_until=now + grace)
     return issued
+
+
+def _self_rotation_claim(
+    *, device: Device, identity: DeviceIdentity, now: datetime, grace: timedelta
+) -> None:
+    """Let a device rotate only from its current key, and only once per interval.
+
+    Both are conditional UPDATEs: of two concurrent rotations with one key, the
+    second finds the key already retiring. Raising rolls back the transaction,
+    so a refused attempt changes nothing.
+    """
+    # A key in its grace period may not rotate: each rotation from a retiring
+    # key would mint a new key, and the chain would never expire.
+    retired = DeviceCredential.objects.filter(
+        pk=identity.credential_pk, device=device, revoked_at__isnull=True, expires_at__isnull=True
+    ).update(expires_at=now + grace)
+    if not retired:
+        raise Forbidden(
+            "Only the device's current key may rotate it; this key is being retired.",
+            code="key_not_current",
+        )
+    interval = timedelta(seconds=settings.DEVICE_KEY_SELF_ROTATION_MIN_SECONDS)
+    claimed = (
+        Device.objects.filter(pk=device.pk)
+        .filter(Q(key_self_rotated_at__isnull=True) | Q(key_self_rotated_at__lte=now - interval))
+        .update(key_self_rotated_at=now)
+    )
+    if not claimed:
+        last = Device.objects.values_list("key_self_rotated_at", flat=True).get(pk=device.pk)
+        wait = max(1, math.ceil((last + interval - now).total_seconds()))
+        raise TooManyRequests(
+            f"A device may rotate its own key once per {interval.total_seconds():.0f} s.",
+            code="rotation_too_soon",
+            wait=wait,
+        )
 
 
 def device_keys_revoke(*, device: Device, actor: Actor) -> int:

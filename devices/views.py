@@ -161,8 +161,16 @@ class DeviceRotateKeyApi(APIView):
     authentication_classes = [DeviceKeyAuthentication, *USER_AUTHENTICATION]
     permission_classes = [IsDevice | HasPermissions]
     required_permissions = {"POST": ["devices.rotate_key"]}
+    error_statuses = (409,)
 
-    @extend_schema(request=None, responses={201: IssuedKeySerializer})
+    @extend_schema(
+        request=None,
+        responses={201: IssuedKeySerializer},
+        description="A device may rotate only with its current key (a key in its grace "
+        "period: 403 `key_not_current`) and at most once per "
+        "DEVICE_KEY_SELF_ROTATION_MIN_SECONDS (429 `rotation_too_soon`, with Retry-After). "
+        "A decommissioned device: 409.",
+    )
     def post(self, request: Request, device_id: str) -> Response:
         if isinstance(request.user, DeviceIdentity):
             require_same_device(request.user, device_id)

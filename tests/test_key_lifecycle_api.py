@@ -1,5 +1,9 @@
 """POST /api/v1/devices/{device_id}/rotate-key, /revoke and /decommission"""
 
+from datetime import timedelta
+
+from django.utils import timezone
+
 from devices.models import AuditEntry, Device, DeviceCredential
 
 
@@ -97,3 +101,50 @@ def test_decommission_revokes_keys_and_refuses_rotation(client, agent, operator)
     assert Device.objects.get().decommissioned_at is not None
     assert not DeviceCredential.objects.filter(revoked_at__isnull=True).exists()
     assert AuditEntry.objects.filter(action="device.decommission").count() == 1
+
+
+def test_a_key_in_its_grace_period_cannot_rotate(client, agent, settings):
+    settings.DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = 0
+    first = rotate(client, "pi-1", **agent.headers)
+    assert first.status_code == 201
+
+    # The old key still authenticates (grace), but may not mint another key:
+    # otherwise a chain of keys rotated from retiring ones would never expire.
+    response = rotate(client, "pi-1", **agent.headers)
+
+    assert response.status_code == 403
+    assert response.json()["code"] == "key_not_current"
+    assert DeviceCredential.objects.count() == 2
+    new_key = first.json()["api_key"]
+    assert heartbeat(client, "pi-1", new_key).status_code == 200
+
+
+def test_a_device_rotates_its_own_key_at_most_once_per_interval(
+    client, agent, settings, monkeypatch
+):
+    settings.DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = 3600
+    first = rotate(client, "pi-1", **agent.headers)
+    assert first.status_code == 201
+    new_headers = {"HTTP_X_DEVICE_ID": "pi-1", "HTTP_X_API_KEY": first.json()["api_key"]}
+
+    too_soon = rotate(client, "pi-1", **new_headers)
+
+    assert too_soon.status_code == 429
+    assert too_soon.json()["code"] == "rotation_too_soon"
+    assert 3590 <= int(too_soon["Retry-After"]) <= 3600
+    assert DeviceCredential.objects.count() == 2
+    # The refused attempt left the calling key current and unexpired.
+    assert DeviceCredential.objects.get(key_id=first.json()["key_id"]).expires_at is None
+
+    an_hour_later = timezone.now() + timedelta(seconds=3601)
+    monkeypatch.setattr(timezone, "now", lambda: an_hour_later)
+    assert rotate(client, "pi-1", **new_headers).status_code == 201
+
+
+def test_operators_rotate_without_the_device_interval(client, agent, operator, settings):
+    settings.DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = 3600
+    assert rotate(client, "pi-1", **agent.headers).status_code == 201
+    client.force_authenticate(operator)
+
+    assert rotate(client, "pi-1").status_code == 201
+    assert rotate(client, "pi-1").status_code == 201
