@@ -44,6 +44,8 @@ class CommandGroup(models.Model):
     )
     # NULL, not "", when absent: the unique constraint only covers given keys.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # SHA-256 of what the keyed request asked for: a reused key must ask the same.
+    request_digest = models.CharField(max_length=64, blank=True, editable=False)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
@@ -82,6 +84,9 @@ class Command(models.Model):
     )
     # NULL, not "", when absent: the unique constraint only covers given keys.
     idempotency_key = models.CharField(max_length=128, null=True, blank=True)  # noqa: DJ001
+    # SHA-256 of what the keyed request asked for (device included): a reused
+    # key must ask the same.
+    request_digest = models.CharField(max_length=64, blank=True, editable=False)
 
     created_at = models.DateTimeField(auto_now_add=True)
     delivered_at = models.DateTimeField(null=True, blank=True)

@@ -5,10 +5,11 @@ its row count checked, so two workers, two polls or a poll racing a beat sweep
 can never both move one command.
 """
 
+import json
 import logging
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -22,6 +23,7 @@ from django.utils import timezone
 from commands.models import Command, CommandGroup, Status
 from commands.registry import command_type_get, payload_validate
 from devices.auth import DeviceIdentity
+from devices.keys import sha256_hex
 from devices.models import AuditEntry, Device, Event
 from devices.services import Actor, actor_user, audit_record
 from homepot.errors import ConflictError, NotFoundError, ServiceError
@@ -150,19 +152,44 @@ class CommandSpec:
         }
 
 
-def _replayed(model: type[Command | CommandGroup], actor: Actor, key: str | None) -> Any:
-    """What an earlier request with this idempotency key created, if any."""
+class IdempotencyKeyReused(ServiceError):
+    status_code = 422
+    code = "idempotency_key_reused"
+
+
+def request_digest(**request: Any) -> str:
+    """What a keyed request asked for, as a SHA-256 of its canonical JSON."""
+    return sha256_hex(json.dumps(request, sort_keys=True, default=str))
+
+
+def _replayed(
+    model: type[Command | CommandGroup], actor: Actor, key: str | None, digest: str
+) -> Any:
+    """What an earlier request with this idempotency key created, if any.
+
+    A key is the caller's (created_by) and stands for one request: the same
+    key with another body or device is refused rather than answered with a
+    command that was never asked for. Rows from before digests were stored
+    (digest "") are taken as they are.
+    """
     if not key:
         return None
-    return model.objects.filter(created_by=actor_user(actor), idempotency_key=key).first()
+    existing = model.objects.filter(created_by=actor_user(actor), idempotency_key=key).first()
+    if existing is not None and existing.request_digest not in ("", digest):
+        raise IdempotencyKeyReused(
+            f"Idempotency-Key {key!r} was used for another request; use a new key "
+            "for a new request."
+        )
+    return existing
 
 
 def command_enqueue(
     *, actor: Actor, device: Device, spec: CommandSpec, idempotency_key: str | None = None
 ) -> tuple[Command, bool]:
     """Queue one command. Returns (command, created); a repeated idempotency key
-    returns the command the first request created."""
-    existing = _replayed(Command, actor, idempotency_key)
+    returns the command the first request created (422 if it asked for another)."""
+    digest = request_digest(device=device.device_id, **asdict(spec)) if idempotency_key else ""
+    existing = _replayed(Command, actor, idempotency_key, digest)
     if existing is not None:
         return existing, False
     if device.decommissioned_at is not None:
@@ -173,6 +200,7 @@ def command_enqueue(
                 device=device,
                 created_by=actor_user(actor),
                 idempotency_key=idempotency_key,
+                request_digest=digest,
                 **spec.fields(timezone.now()),
             )
             Event.objects.bulk_create([_event(command, "", Status.QUEUED)])
@@ -184,9 +212,10 @@ def command_enqueue(
             )
             queue_mark([device.pk])
     except IntegrityError:  # a concurrent retry with the same idempotency key won
-        return Command.objects.get(
-            created_by=actor_user(actor), idempotency_key=idempotency_key
-        ), False
+        existing = _replayed(Command, actor, idempotency_key, digest)
+        if existing is None:
+            raise
+        return existing, False
     return command, True
 
 
@@ -215,7 +244,8 @@ def commands_enqueue_bulk(
     idempotency_key: str | None = None,
 ) -> tuple[CommandGroup, bool]:
     """The same command for many devices, as one group."""
-    existing = _replayed(CommandGroup, actor, idempotency_key)
+    digest = request_digest(target=target, **asdict(spec)) if idempotency_key else ""
+    existing = _replayed(CommandGroup, actor, idempotency_key, digest)
     if existing is not None:
         return existing, False
     device_pks = list(devices.values_list("pk", flat=True)[: settings.COMMAND_BULK_MAX_DEVICES + 1])
@@ -225,7 +255,23 @@ def commands_enqueue_bulk(
         raise ServiceError(
             f"At most {settings.COMMAND_BULK_MAX_DEVICES} devices per request.", code="too_many"
         )
-    now = timezone.now()
+    try:
+        return _group_create(actor, device_pks, spec, target, idempotency_key, digest), True
+    except IntegrityError:  # a concurrent retry with the same idempotency key won
+        existing = _replayed(CommandGroup, actor, idempotency_key, digest)
+        if existing is None:
+            raise
+        return existing, False
+
+
+def _group_create(
+    actor: Actor,
+    device_pks: list[int],
+    spec: CommandSpec,
+    target: dict,
+    idempotency_key: str | None,
+    digest: str,
+) -> CommandGroup:
     with transaction.atomic():
         group = CommandGroup.objects.create(
             command_type=spec.command_type,
@@ -233,8 +279,9 @@ def commands_enqueue_bulk(
             target=target,
             created_by=actor_user(actor),
             idempotency_key=idempotency_key,
+            request_digest=digest,
         )
-        fields = spec.fields(now)
+        fields = spec.fields(timezone.now())
         commands = Command.objects.bulk_create(
             [
                 Command(device_id=pk, group=group, created_by=actor_user(actor), **fields)
@@ -249,7 +296,7 @@ def commands_enqueue_bulk(
             data={"devices": len(device_pks), "command_type": spec.command_type, **target},
         )
         queue_mark(device_pks)
-    return group, True
+    return group
 
 
 def command_group_counts(group: CommandGroup) -> dict[str, int]:

@@ -30,7 +30,9 @@ IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
-    description="Retrying with the same key returns the first request's result (200).",
+    description="Retrying with the same key and body returns the first request's result "
+    "(200). A key is the caller's and stands for one request: reused with another body or "
+    "device it is refused (422, code idempotency_key_reused).",
 )
 
 
@@ -51,6 +53,7 @@ class DeviceCommandsApi(generics.ListAPIView):
     required_permissions = {"GET": ["commands.view_command"], "POST": ["commands.add_command"]}
     serializer_class = CommandSerializer
     filterset_class = CommandFilter
+    error_statuses = (409, 422)
     queryset = Command.objects.none()  # for the schema; get_queryset() serves requests
 
     def get_queryset(self):  # noqa: ANN201 (DRF hook)
@@ -83,6 +86,7 @@ class DeviceCommandsApi(generics.ListAPIView):
 class BulkCommandsApi(APIView):
     permission_classes = [HasPermissions]
     required_permissions = {"POST": ["commands.add_command"]}
+    error_statuses = (422,)
 
     @extend_schema(
         request=BulkCommandSerializer,

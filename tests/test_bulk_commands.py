@@ -76,6 +76,32 @@ def test_an_idempotency_key_makes_one_group(client, operator, fleet):
 
 
 @pytest.mark.parametrize(
+    "other",
+    [
+        {"command_type": "reboot", "site": "lab-1"},
+        {"command_type": "ping", "device_ids": ["pi-1"]},
+        {"command_type": "ping", "site": "lab-1", "device_type": "pos_terminal"},
+    ],
+    ids=["other-command", "other-target", "narrower-target"],
+)
+def test_an_idempotency_key_reused_with_another_body_is_422(client, operator, fleet, other):
+    client.force_authenticate(operator)
+    assert (
+        bulk(
+            client, {"command_type": "ping", "site": "lab-1"}, HTTP_IDEMPOTENCY_KEY="k"
+        ).status_code
+        == 201
+    )
+
+    reused = bulk(client, other, HTTP_IDEMPOTENCY_KEY="k")
+
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert CommandGroup.objects.count() == 1
+    assert Command.objects.count() == 3
+
+
+@pytest.mark.parametrize(
     ("body", "status"),
     [
         ({"command_type": "ping"}, 400),

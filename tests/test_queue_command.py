@@ -59,6 +59,43 @@ def test_an_idempotency_key_makes_a_retry_create_one_command(client, operator, a
     assert Command.objects.count() == 1
 
 
+def test_an_idempotency_key_reused_with_another_body_is_422(client, operator, agent):
+    client.force_authenticate(operator)
+    first = queue(client, {"command_type": "reboot"}, HTTP_IDEMPOTENCY_KEY="abc-1")
+
+    reused = queue(client, {"command_type": "ping"}, HTTP_IDEMPOTENCY_KEY="abc-1")
+
+    assert first.status_code == 201
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert list(Command.objects.values_list("command_type", flat=True)) == ["reboot"]
+
+
+def test_an_idempotency_key_reused_for_another_device_is_422(client, operator, make_agent):
+    make_agent("pi-1"), make_agent("pi-2")
+    client.force_authenticate(operator)
+    body = {"command_type": "reboot"}
+    assert queue(client, body, "pi-1", HTTP_IDEMPOTENCY_KEY="abc-1").status_code == 201
+
+    reused = queue(client, body, "pi-2", HTTP_IDEMPOTENCY_KEY="abc-1")
+
+    assert reused.status_code == 422
+    assert reused.json()["code"] == "idempotency_key_reused"
+    assert Command.objects.get().device.device_id == "pi-1"
+
+
+def test_idempotency_keys_are_per_caller(client, operator, admin_user, agent):
+    body = {"command_type": "reboot"}
+    client.force_authenticate(operator)
+    mine = queue(client, body, HTTP_IDEMPOTENCY_KEY="abc-1")
+    client.force_authenticate(admin_user)
+
+    theirs = queue(client, body, HTTP_IDEMPOTENCY_KEY="abc-1")
+
+    assert (mine.status_code, theirs.status_code) == (201, 201)
+    assert mine.json()["command_id"] != theirs.json()["command_id"]
+
+
 @pytest.mark.parametrize(
     ("body", "field"),
     [
