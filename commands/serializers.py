@@ -129,7 +129,10 @@ class CommandReportSerializer(serializers.Serializer):
     status = serializers.ChoiceField(choices=REPORTED_STATUS_NAMES)
     result = serializers.DictField(required=False, allow_null=True)
     executed_at = BoundedDateTimeField(required=False, allow_null=True)
-    exit_code = serializers.IntegerField(required=False, allow_null=True)
+    # A process exit status (or a Windows code) fits signed 32 bits, as does the column.
+    exit_code = serializers.IntegerField(
+        required=False, allow_null=True, min_value=-(2**31), max_value=2**31 - 1
+    )
     output = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
     error = serializers.CharField(required=False, allow_blank=True, trim_whitespace=False)
 

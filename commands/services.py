@@ -44,6 +44,8 @@ REPORTED_STATUSES = {
     "acknowledged": Status.IN_PROGRESS,
 }
 REPORTED_STATUS_NAMES = sorted(REPORTED_STATUSES)
+# The terminal states the server itself decides on (the beat sweep).
+SERVER_ENDED = frozenset({Status.EXPIRED, Status.TIMED_OUT})
 # The states a report may move a command from.
 REPORTABLE_FROM = {
     Status.IN_PROGRESS: {Status.DELIVERED},
@@ -107,14 +109,16 @@ def _event(command: Command, old: str, new: str, **data: Any) -> Event:
 
 def _transition(command: Command, new: Status, allowed_from: set[str], **fields: Any) -> bool:
     """Move the command from the status it was read in; False if that is not allowed
-    or another process moved it first."""
+    or another process moved it first. The server's own `error` text (why it
+    gave up) goes on the event too."""
     old = command.status
     if old not in allowed_from:
         return False
     moved = Command.objects.filter(pk=command.pk, status=old).update(status=new, **fields)
     if not moved:
         return False
-    Event.objects.bulk_create([_event(command, old, new)])
+    why = {"error": fields["error"]} if new in SERVER_ENDED and fields.get("error") else {}
+    Event.objects.bulk_create([_event(command, old, new, **why)])
     command.refresh_from_db()
     return True
 
@@ -511,11 +515,18 @@ class SweepReport:
 
 
 def commands_sweep(*, now: datetime | None = None) -> SweepReport:
-    """Expire, re-queue and time out commands whose clocks ran out."""
+    """Expire, re-queue and time out commands whose clocks ran out. A command the
+    server gives up on says why in its `error`."""
     now = now or timezone.now()
     report = SweepReport()
     for command in Command.objects.filter(status=Status.QUEUED, expires_at__lte=now):
-        report.expired += _transition(command, Status.EXPIRED, {Status.QUEUED}, finished_at=now)
+        report.expired += _transition(
+            command,
+            Status.EXPIRED,
+            {Status.QUEUED},
+            finished_at=now,
+            error=f"not delivered before it expired at {command.expires_at.isoformat()}",
+        )
     for command in Command.objects.filter(status=Status.DELIVERED, ack_deadline__lte=now):
         if command.attempts < command.max_attempts:
             if _transition(command, Status.QUEUED, {Status.DELIVERED}, ack_deadline=None):
@@ -523,14 +534,29 @@ def commands_sweep(*, now: datetime | None = None) -> SweepReport:
                 queue_mark([command.device_id])
         else:
             report.timed_out += _transition(
-                command, Status.TIMED_OUT, {Status.DELIVERED}, finished_at=now
+                command,
+                Status.TIMED_OUT,
+                {Status.DELIVERED},
+                finished_at=now,
+                error=_unacknowledged_error(command),
             )
     for command in Command.objects.filter(status=Status.IN_PROGRESS, deadline__lte=now):
         report.timed_out += _transition(
-            command, Status.TIMED_OUT, {Status.IN_PROGRESS}, finished_at=now
+            command,
+            Status.TIMED_OUT,
+            {Status.IN_PROGRESS},
+            finished_at=now,
+            error=f"not finished within its {command.timeout_seconds} s timeout",
         )
     _queue_markers_restore()
     return report
+
+
+def _unacknowledged_error(command: Command) -> str:
+    # The ack timeout the delivery was given, not today's setting.
+    waited = round((command.ack_deadline - command.delivered_at).total_seconds())
+    deliveries = "delivery" if command.attempts == 1 else "deliveries"
+    return f"not acknowledged within {waited} s after {command.attempts} {deliveries}"
 
 
 def _queue_markers_restore() -> None:

@@ -152,6 +152,9 @@ def test_a_result_for_a_command_never_delivered_is_409(client, agent, enqueue):
         ({"status": "completed", "result": [1, 2]}, "result"),
         ({"status": "completed", "executed_at": "yesterday"}, "executed_at"),
         ({"status": "completed", "exit_code": "zero"}, "exit_code"),
+        ({"status": "completed", "exit_code": 2**31}, "exit_code"),
+        ({"status": "failed", "exit_code": -(2**31) - 1}, "exit_code"),
+        ({"status": "failed", "exit_code": 2**40}, "exit_code"),
     ],
 )
 def test_bad_reports_are_400_and_change_nothing(client, agent, delivered, body, field):
@@ -181,3 +184,11 @@ def test_long_output_is_capped_not_refused(client, agent, delivered, settings):
     delivered.refresh_from_db()
     assert len(delivered.output) == 1024
     assert delivered.output.endswith("characters cut]")
+
+
+@pytest.mark.parametrize("exit_code", [2**31 - 1, -(2**31)])
+def test_exit_codes_of_signed_32_bits_are_stored(client, agent, delivered, exit_code):
+    response = report(client, agent, delivered, {"status": "failed", "exit_code": exit_code})
+
+    assert response.status_code == 200
+    assert Command.objects.get(pk=delivered.pk).exit_code == exit_code

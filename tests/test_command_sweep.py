@@ -23,7 +23,9 @@ def test_a_queued_command_expires(agent, enqueue):
 
     command.refresh_from_db()
     assert command.status == "expired"
-    assert Event.objects.filter(kind="command.expired").count() == 1
+    assert command.error == (f"not delivered before it expired at {command.expires_at.isoformat()}")
+    event = Event.objects.get(kind="command.expired")
+    assert event.data["error"] == command.error
 
 
 def test_an_unacknowledged_command_is_queued_again_then_times_out(client, agent, enqueue):
@@ -38,6 +40,7 @@ def test_an_unacknowledged_command_is_queued_again_then_times_out(client, agent,
             assert (report.requeued, command.status) == (1, "queued")
 
     assert command.status == "timed_out"
+    assert command.error == "not acknowledged within 120 s after 2 deliveries"
     assert poll(client, agent) == []
 
 
@@ -51,6 +54,7 @@ def test_an_acknowledged_command_times_out_at_its_deadline(client, agent, enqueu
     assert commands_sweep(now=command.deadline).timed_out == 1
     command.refresh_from_db()
     assert command.status == "timed_out"
+    assert command.error == "not finished within its 30 s timeout"
     late = client.put(
         f"/api/v1/devices/{command.command_id}/status",
         {"status": "completed"},
