@@ -17,7 +17,9 @@ from rest_framework import serializers
 
 from homepot.validators import validate_datetime_bounds
 
-METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+# Used with fullmatch: "$" alone would let a trailing newline through ("cpu\n").
+METRIC_NAME_PATTERN = r"[A-Za-z_][A-Za-z0-9_.:-]{0,99}"
+METRIC_NAME_RE = re.compile(METRIC_NAME_PATTERN)
 TIMESTAMP_SCHEMA = {"oneOf": [{"type": "string", "format": "date-time"}, {"type": "number"}]}
 METRICS_SCHEMA = {"type": "object", "additionalProperties": {"type": "number"}}
 METRIC_NAME_HELP = (
@@ -25,13 +27,25 @@ METRIC_NAME_HELP = (
 )
 
 
-def finite_number(value: Any) -> float:
+def finite_number(value: Any, bound: float | None = None) -> float:
+    """A finite JSON number within +-bound (TELEMETRY_MAX_ABS_VALUE by default).
+
+    The bound keeps every rollup SUM far from overflowing a double."""
     # bool is an int in Python, but true is not a measurement.
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise serializers.ValidationError("Must be a number.")
-    number = float(value)
+    try:
+        number = float(value)
+    except OverflowError:  # an integer too large for a double
+        number = math.inf
     if not math.isfinite(number):
         raise serializers.ValidationError("Must be a finite number.")
+    if bound is None:
+        bound = settings.TELEMETRY_MAX_ABS_VALUE
+    if abs(number) > bound:
+        raise serializers.ValidationError(
+            f"Must be between -{bound:g} and {bound:g}.", code="out_of_range"
+        )
     return number
 
 
@@ -58,12 +72,13 @@ class MetricsField(serializers.Field):
                 f"At most {settings.TELEMETRY_MAX_METRICS_PER_SAMPLE} metrics per sample."
             )
         metrics, errors = {}, {}
+        bound = settings.TELEMETRY_MAX_ABS_VALUE
         for name, value in data.items():
-            if not METRIC_NAME_RE.match(name):
+            if not METRIC_NAME_RE.fullmatch(name):
                 errors[name] = [f"Invalid metric name: {METRIC_NAME_HELP}"]
                 continue
             try:
-                metrics[name] = finite_number(value)
+                metrics[name] = finite_number(value, bound)
             except serializers.ValidationError as exc:
                 errors[name] = exc.detail
         if errors:

@@ -6,11 +6,13 @@ the part of the range after the last rolled-up bucket is answered from the
 next finer source: the newest points are never missing.
 """
 
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from django.conf import settings
+from django.db.models import QuerySet
 
 from analytics.models import LatestValue, MetricName, RollupHour, RollupMinute, Sample
 from homepot.errors import NotFoundError, ServiceError
@@ -82,9 +84,19 @@ def _aggregate(rows: Iterator[Row], step: int, agg: str) -> list[dict]:
         "avg": lambda a: a[2] / a[3],
     }[agg]
     return [
-        {"ts": datetime.fromtimestamp(key, tz=UTC), "value": pick(acc)}
+        {"ts": datetime.fromtimestamp(key, tz=UTC), "value": json_number(pick(acc))}
         for key, acc in sorted(buckets.items())
     ]
+
+
+def json_number(value: float | None) -> float | None:
+    """The value, or None where JSON has no number for it (Infinity, NaN).
+
+    Ingest refuses such values, but rows written before the bound (or sums
+    of huge ones) may still hold them; a read must answer, not fail."""
+    if value is None or math.isfinite(value):
+        return value
+    return None
 
 
 def metric_series(
@@ -109,13 +121,17 @@ def latest_values(device_pk: int) -> dict[str, dict]:
     rows = LatestValue.objects.filter(device_id=device_pk).values_list(
         "metric__name", "value", "ts"
     )
-    return {name: {"value": value, "ts": ts} for name, value, ts in rows.order_by("metric__name")}
+    return {
+        name: {"value": json_number(value), "ts": ts}
+        for name, value, ts in rows.order_by("metric__name")
+    }
 
 
-def metric_names(device_pk: int | None = None) -> list[str]:
+def metric_names(device_pk: int | None = None) -> QuerySet:
+    """Names, sorted: a lazy query, so a page of it reads only that page."""
     if device_pk is None:
-        return list(MetricName.objects.order_by("name").values_list("name", flat=True))
-    return list(
+        return MetricName.objects.order_by("name").values_list("name", flat=True)
+    return (
         LatestValue.objects.filter(device_id=device_pk)
         .order_by("metric__name")
         .values_list("metric__name", flat=True)

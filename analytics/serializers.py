@@ -65,7 +65,7 @@ class SeriesQuerySerializer(serializers.Serializer):
 
 class PointSerializer(serializers.Serializer):
     ts = serializers.DateTimeField()
-    value = serializers.FloatField()
+    value = serializers.FloatField(allow_null=True, help_text="null where no JSON number fits")
 
 
 class SeriesSerializer(serializers.Serializer):
@@ -79,8 +79,17 @@ class SeriesSerializer(serializers.Serializer):
     points = PointSerializer(many=True)
 
 
+class MetricNamePageSerializer(serializers.Serializer):
+    """A page of metric names, shaped like every other paginated list."""
+
+    count = serializers.IntegerField()
+    next = serializers.URLField(allow_null=True)
+    previous = serializers.URLField(allow_null=True)
+    results = serializers.ListField(child=serializers.CharField())
+
+
 class LatestValueSerializer(serializers.Serializer):
-    value = serializers.FloatField()
+    value = serializers.FloatField(allow_null=True, help_text="null where no JSON number fits")
     ts = serializers.DateTimeField()
 
 

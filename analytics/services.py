@@ -1,14 +1,14 @@
 """Telemetry ingest, rollups, retention and thermal frames."""
 
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from django.conf import settings
-from django.db import connection, transaction
-from django.db.models import Count, Max, Min, QuerySet, Sum
-from django.db.models.functions import TruncHour, TruncMinute
+from django.db import DatabaseError, connection, transaction
+from django.db.models import Count, F, FloatField, Max, Min, QuerySet, Sum, Value
+from django.db.models.functions import Greatest, Least, TruncHour, TruncMinute
 from django.utils import timezone
 
 from analytics.models import (
@@ -23,6 +23,7 @@ from analytics.models import (
     ThermalFrame,
 )
 from devices.auth import DeviceIdentity
+from homepot.errors import ServiceError
 
 logger = logging.getLogger(__name__)
 
@@ -47,6 +48,52 @@ def metric_ids_for(names: Iterable[str]) -> dict[str, int]:
 
 def metric_id_cache_clear() -> None:
     _metric_ids.clear()
+    _device_names.clear()
+
+
+# The metric names each device is known to have (its LatestValue rows), so the
+# per-device limit costs nothing while a device keeps sending the same names.
+_device_names: dict[int, frozenset[str]] = {}
+# Remembered for at most this many devices; then forgotten and re-read as needed.
+DEVICE_NAMES_REMEMBERED = 20_000
+
+
+class TooManyMetricNames(ServiceError):
+    code = "too_many_metric_names"
+
+
+def _known_names(device_pk: int) -> frozenset[str]:
+    rows = LatestValue.objects.filter(device_id=device_pk).values_list("metric__name", flat=True)
+    return frozenset(rows)
+
+
+def _check_metric_name_limit(device_pk: int, names: set[str]) -> None:
+    """Refuse a batch that would give the device more distinct metric names
+    than TELEMETRY_MAX_METRIC_NAMES_PER_DEVICE, before any name is created.
+
+    Concurrent batches of one device may overshoot the limit by what they add
+    together; the limit bounds growth, it is not an exact quota."""
+    known = _device_names.get(device_pk)
+    if known is not None and names <= known:
+        return
+    known = _known_names(device_pk)
+    limit = settings.TELEMETRY_MAX_METRIC_NAMES_PER_DEVICE
+    new = names - known
+    if len(known) + len(new) > limit:
+        raise TooManyMetricNames(
+            f"A device may have at most {limit} distinct metric names; it has {len(known)}"
+            f" and this request adds {len(new)}.",
+        )
+    if len(_device_names) >= DEVICE_NAMES_REMEMBERED:
+        _device_names.clear()
+    # Only names already stored: the new ones are added once this batch commits.
+    _device_names[device_pk] = known
+
+
+def _remember_names(device_pk: int, names: set[str]) -> None:
+    known = _device_names.get(device_pk)
+    if known is not None and not names <= known:
+        _device_names[device_pk] = known | names
 
 
 @dataclass(frozen=True)
@@ -95,8 +142,10 @@ def telemetry_ingest(
     """Store samples in one transaction: raw rows, the latest value of each
     metric, and a note for the rollups when samples arrive late."""
     values = sum(len(metrics) for _, metrics in samples)
-    ids = metric_ids_for(name for _, metrics in samples for name in metrics)
     device_pk = identity.pk
+    names = {name for _, metrics in samples for name in metrics}
+    _check_metric_name_limit(device_pk, names)
+    ids = metric_ids_for(names)
     rows, newest = [], {}
     for ts, metrics in samples:
         db_ts = _db_time(ts)
@@ -121,6 +170,7 @@ def telemetry_ingest(
             [(device_pk, metric_pk, db_ts, v) for metric_pk, (_, db_ts, v) in newest.items()],
         )
         _note_late_samples(device_pk, [ts for ts, _ in samples])
+        transaction.on_commit(lambda: _remember_names(device_pk, names))
     return IngestResult(batch_id, len(samples), values)
 
 
@@ -159,14 +209,35 @@ def _upsert_rollups(model: type[RollupMinute | RollupHour], grouped: QuerySet) -
         return cursor.rowcount
 
 
+# Rollups read values clamped to these bounds, so a value stored before the
+# API bounded them (or written around it) can neither overflow a SUM nor carry
+# Infinity into a rollup. Ingest refuses |v| > TELEMETRY_MAX_ABS_VALUE, so the
+# clamp changes nothing for data that came through the API.
+# A raised TELEMETRY_MAX_ABS_VALUE widens the clamp, up to 1e250: a million of
+# those still sum far below the largest double.
+VALUE_CLAMP_MAX = 1e250
+# Minute sums stay below 1e256 that way; an hour adds sixty of them.
+SUM_CLAMP = 1e300
+
+
+def _value_clamp() -> float:
+    return min(max(1e15, settings.TELEMETRY_MAX_ABS_VALUE), VALUE_CLAMP_MAX)
+
+
+def _clamped(column: str, limit: float) -> Least:
+    low, high = Value(-limit, output_field=FloatField()), Value(limit, output_field=FloatField())
+    return Least(Greatest(F(column), low), high)
+
+
 def rollup_minutes(*, start: datetime, end: datetime, device_pk: int | None = None) -> int:
     samples = Sample.objects.filter(ts__gte=start, ts__lt=end)
     if device_pk is not None:
         samples = samples.filter(device_id=device_pk)
+    value = _clamped("value", _value_clamp())
     rows = (
-        samples.annotate(bucket=TruncMinute("ts"))
+        samples.annotate(bucket=TruncMinute("ts"), clamped=value)
         .values("device_id", "metric_id", "bucket")
-        .annotate(min=Min("value"), max=Max("value"), sum=Sum("value"), count=Count("value"))
+        .annotate(min=Min("clamped"), max=Max("clamped"), sum=Sum("clamped"), count=Count("ts"))
         .order_by()
     )
     return _upsert_rollups(RollupMinute, rows)
@@ -177,12 +248,46 @@ def rollup_hours(*, start: datetime, end: datetime, device_pk: int | None = None
     if device_pk is not None:
         minutes = minutes.filter(device_id=device_pk)
     rows = (
-        minutes.annotate(hour=TruncHour("bucket"))
+        minutes.annotate(
+            hour=TruncHour("bucket"),
+            lo=_clamped("min", _value_clamp()),
+            hi=_clamped("max", _value_clamp()),
+            total=_clamped("sum", SUM_CLAMP),
+        )
         .values("device_id", "metric_id", "hour")
-        .annotate(min=Min("min"), max=Max("max"), sum=Sum("sum"), count=Sum("count"))
+        .annotate(min=Min("lo"), max=Max("hi"), sum=Sum("total"), count=Sum("count"))
         .order_by()
     )
     return _upsert_rollups(RollupHour, rows)
+
+
+def _rollup_isolated(
+    rollup: Callable[..., int], devices: QuerySet, *, start: datetime, end: datetime
+) -> int:
+    """Roll up [start, end) for the fleet in one statement; if that fails,
+    device by device, so one device's rows can never hold back the others.
+    A device that still fails is logged and left for the next run."""
+    try:
+        with transaction.atomic():
+            return rollup(start=start, end=end)
+    except DatabaseError:
+        logger.exception(
+            "fleet-wide %s failed for %s..%s; rolling up per device", rollup.__name__, start, end
+        )
+    done = 0
+    for device_pk in devices.values_list("device_id", flat=True).distinct().order_by():
+        try:
+            with transaction.atomic():
+                done += rollup(start=start, end=end, device_pk=device_pk)
+        except DatabaseError:
+            logger.exception(
+                "%s failed for device pk %s, %s..%s; the others go on",
+                rollup.__name__,
+                device_pk,
+                start,
+                end,
+            )
+    return done
 
 
 @dataclass
@@ -219,19 +324,41 @@ def telemetry_rollup(*, now: datetime | None = None) -> RollupReport:
         _floor(now, MINUTE),
         minute_start + timedelta(hours=settings.TELEMETRY_ROLLUP_MAX_SPAN_HOURS),
     )
-    report = RollupReport(minutes=rollup_minutes(start=minute_start, end=minute_end))
+    report = RollupReport()
+    report.minutes = _rollup_isolated(
+        rollup_minutes,
+        Sample.objects.filter(ts__gte=minute_start, ts__lt=minute_end),
+        start=minute_start,
+        end=minute_end,
+    )
     RollupProgress.objects.update_or_create(name="minute", defaults={"until": minute_end})
     # Hours are built from minutes: those touched by this run, once they are closed.
-    report.hours = rollup_hours(start=_floor(minute_start, HOUR), end=_floor(minute_end, HOUR))
+    hour_start, hour_end = _floor(minute_start, HOUR), _floor(minute_end, HOUR)
+    report.hours = _rollup_isolated(
+        rollup_hours,
+        RollupMinute.objects.filter(bucket__gte=hour_start, bucket__lt=hour_end),
+        start=hour_start,
+        end=hour_end,
+    )
     for backlog in RollupBacklog.objects.all()[:1000]:
-        start = _floor(backlog.start, HOUR)
-        end = min(_floor(backlog.end, MINUTE) + MINUTE, _floor(now, MINUTE))
-        rollup_minutes(start=start, end=end, device_pk=backlog.device_id)
-        hours_end = min(_floor(end, HOUR) + HOUR, _floor(now, HOUR))
-        rollup_hours(start=start, end=hours_end, device_pk=backlog.device_id)
-        backlog.delete()
-        report.backlog += 1
+        report.backlog += _rollup_backlog(backlog, now)
     return report
+
+
+def _rollup_backlog(backlog: RollupBacklog, now: datetime) -> int:
+    """Re-roll one late range; 1 if done. A failing one stays for the next run."""
+    start = _floor(backlog.start, HOUR)
+    end = min(_floor(backlog.end, MINUTE) + MINUTE, _floor(now, MINUTE))
+    hours_end = min(_floor(end, HOUR) + HOUR, _floor(now, HOUR))
+    try:
+        with transaction.atomic():
+            rollup_minutes(start=start, end=end, device_pk=backlog.device_id)
+            rollup_hours(start=start, end=hours_end, device_pk=backlog.device_id)
+            backlog.delete()
+    except DatabaseError:
+        logger.exception("re-rolling %s failed; kept for the next run", backlog)
+        return 0
+    return 1
 
 
 @dataclass

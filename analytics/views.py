@@ -19,6 +19,7 @@ from analytics.serializers import (
     FlatMetricsSerializer,
     IngestResultSerializer,
     LatestMetricsSerializer,
+    MetricNamePageSerializer,
     SeriesQuerySerializer,
     SeriesSerializer,
     ThermalFrameInputSerializer,
@@ -26,7 +27,7 @@ from analytics.serializers import (
 )
 from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
 from devices.services import device_get
-from homepot.api import HasPermissions
+from homepot.api import HasPermissions, Pagination
 from homepot.errors import NotFoundError
 
 
@@ -154,14 +155,25 @@ class DeviceLatestMetricsApi(TelemetryReadApi):
 
 
 class MetricNamesApi(TelemetryReadApi):
+    """Every metric name (or one device's), sorted, in pages like every other list."""
+
+    pagination_class = Pagination
+    error_statuses = (404,)  # an unknown device, or a page past the end
+
     @extend_schema(
-        parameters=[OpenApiParameter("device", OpenApiTypes.STR, description="only this device's")],
-        responses={200: {"type": "array", "items": {"type": "string"}}},
+        parameters=[
+            OpenApiParameter("device", OpenApiTypes.STR, description="only this device's"),
+            OpenApiParameter("page", OpenApiTypes.INT),
+            OpenApiParameter("page_size", OpenApiTypes.INT, description="at most 500"),
+        ],
+        responses=MetricNamePageSerializer,
     )
     def get(self, request: Request) -> Response:
         device_id = request.query_params.get("device")
         device_pk = device_get(device_id).pk if device_id else None
-        return Response(queries.metric_names(device_pk))
+        paginator = self.pagination_class()
+        page = paginator.paginate_queryset(queries.metric_names(device_pk), request, view=self)
+        return paginator.get_paginated_response(page)
 
 
 class DeviceThermalLatestApi(TelemetryReadApi):

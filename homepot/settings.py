@@ -5,7 +5,7 @@ from pathlib import Path
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 
-from homepot.env import env_bool, env_int, env_list, env_str
+from homepot.env import env_bool, env_float, env_int, env_list, env_str
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # Runtime state of the embedded default (SQLite file, file cache, file broker).
@@ -188,6 +188,13 @@ COMMAND_POLL_BUSY_SECONDS = env_int("COMMAND_POLL_BUSY_SECONDS", 5, minimum=1)
 TELEMETRY_MAX_BODY_BYTES = env_int("TELEMETRY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
 TELEMETRY_MAX_SAMPLES_PER_BATCH = env_int("TELEMETRY_MAX_SAMPLES_PER_BATCH", 1000, minimum=1)
 TELEMETRY_MAX_METRICS_PER_SAMPLE = env_int("TELEMETRY_MAX_METRICS_PER_SAMPLE", 500, minimum=1)
+# Every value must be finite and at most this large in magnitude (else 400):
+# rollup sums of bounded values cannot overflow a double.
+TELEMETRY_MAX_ABS_VALUE = env_float("TELEMETRY_MAX_ABS_VALUE", 1e15, minimum=1.0)
+# Distinct metric names one device may have (else 400, code too_many_metric_names).
+TELEMETRY_MAX_METRIC_NAMES_PER_DEVICE = env_int(
+    "TELEMETRY_MAX_METRIC_NAMES_PER_DEVICE", 1000, minimum=1
+)
 # Device clocks may run ahead of the server's by this much.
 TELEMETRY_MAX_FUTURE_SKEW_SECONDS = env_int("TELEMETRY_MAX_FUTURE_SKEW_SECONDS", 300, minimum=0)
 TELEMETRY_RAW_RETENTION_DAYS = env_int("TELEMETRY_RAW_RETENTION_DAYS", 30, minimum=1)

@@ -119,8 +119,8 @@ def test_latest_values_and_names(client, viewer, make_agent):
     own_names = client.get("/api/v1/metrics/names?device=pi-2").json()
 
     assert {k: v["value"] for k, v in latest["metrics"].items()} == {"cpu": 5.0, "mem": 50.0}
-    assert names == ["cpu", "fan", "mem"]
-    assert own_names == ["fan"]
+    assert names["results"] == ["cpu", "fan", "mem"] and names["count"] == 3
+    assert own_names["results"] == ["fan"]
 
 
 def test_latest_values_take_one_query(client, viewer, agent, django_assert_num_queries):
