@@ -1,8 +1,11 @@
 from datetime import timedelta
 
 from django.contrib import admin, messages
-from django.db.models import Count, QuerySet
-from django.http import HttpRequest, HttpResponse
+from django.contrib.admin.utils import unquote
+from django.core.exceptions import ValidationError
+from django.db import connection
+from django.db.models import Count, Field, Model, QuerySet
+from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
@@ -30,7 +33,34 @@ def show_secrets_once(
     return response
 
 
-class ReadOnlyAdmin(admin.ModelAdmin):
+class StrictObjectIdAdmin(admin.ModelAdmin):
+    """An object id that cannot be a primary key (letters, NUL, out of range) is a
+    404: Django would redirect to the index as if the object had been deleted,
+    and our own lookups would fail with a 500."""
+
+    def get_object(
+        self, request: HttpRequest, object_id: str, from_field: str | None = None
+    ) -> Model | None:
+        field = self.model._meta.get_field(from_field) if from_field else self.model._meta.pk
+        if not _is_valid_value(field, object_id):
+            raise Http404(f"No {self.model._meta.verbose_name} with id {object_id!r}.")
+        return super().get_object(request, object_id, from_field)
+
+
+def _is_valid_value(field: Field, raw: str) -> bool:
+    if "\x00" in raw:
+        return False
+    try:
+        value = field.to_python(raw)
+    except ValidationError:
+        return False
+    if isinstance(value, int):
+        low, high = connection.ops.integer_field_range(field.get_internal_type())
+        return (low is None or value >= low) and (high is None or value <= high)
+    return True
+
+
+class ReadOnlyAdmin(StrictObjectIdAdmin):
     def has_add_permission(self, request: HttpRequest) -> bool:
         return False
 
@@ -42,7 +72,7 @@ class ReadOnlyAdmin(admin.ModelAdmin):
 
 
 @admin.register(Site)
-class SiteAdmin(admin.ModelAdmin):
+class SiteAdmin(StrictObjectIdAdmin):
     list_display = ["site_id", "name", "location", "device_count", "created_at"]
     search_fields = ["site_id", "name", "location"]
 
@@ -79,7 +109,7 @@ class EventInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(admin.ModelAdmin):
+class DeviceAdmin(StrictObjectIdAdmin):
     list_display = [
         "device_id",
         "name",
@@ -111,7 +141,7 @@ class DeviceAdmin(admin.ModelAdmin):
         form_url: str = "",
         extra_context: dict | None = None,
     ) -> HttpResponse:
-        device = Device.objects.filter(pk=object_id).first()
+        device = self.get_object(request, unquote(object_id))
         if device is not None:
             chosen = request.GET.getlist("chart")
             extra_context = {**(extra_context or {}), **device_telemetry_context(device, chosen)}
@@ -197,7 +227,7 @@ class DeviceAdmin(admin.ModelAdmin):
 
 
 @admin.register(EnrollmentToken)
-class EnrollmentTokenAdmin(admin.ModelAdmin):
+class EnrollmentTokenAdmin(StrictObjectIdAdmin):
     list_display = ["__str__", "site", "label", "uses", "max_uses", "expires_at", "revoked_at"]
     list_filter = ["site"]
     fields = ["site", "label", "expires_at", "max_uses"]
