@@ -4,6 +4,8 @@ Lab networks are often offline, so nothing here loads a script or a font
 from elsewhere: the SVG is complete in the page.
 """
 
+import re
+
 import pygal
 from django.utils.html import escape
 from pygal.style import LightStyle
@@ -11,6 +13,10 @@ from pygal.style import LightStyle
 from analytics.models import ThermalFrame
 
 CELL = 12  # pixels per thermal pixel
+# pygal always embeds its tooltip configuration as an inline <script>. Without
+# its tooltip script (js=[]) that does nothing, and the admin's
+# Content-Security-Policy would refuse it: leave it out.
+_INLINE_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S)
 
 
 def metric_chart_svg(name: str, points: list[dict]) -> str:
@@ -27,7 +33,7 @@ def metric_chart_svg(name: str, points: list[dict]) -> str:
         disable_xml_declaration=True,
     )
     chart.add(name, [(p["ts"], p["value"]) for p in points])
-    return chart.render(is_unicode=True)
+    return _INLINE_SCRIPT.sub("", chart.render(is_unicode=True))
 
 
 def _heat_colour(fraction: float) -> str:

@@ -555,7 +555,7 @@ def viewer_token(env: dict[str, str]) -> str:
         capture_output=True,
         text=True,
     )
-    match = re.search(r"Authorization: Token ([0-9a-f]+)", result.stdout)
+    match = re.search(r"Authorization: Token (\S+?)'", result.stdout)
     if result.returncode != 0 or match is None:
         sys.exit(f"homepot_user failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
     return match.group(1)

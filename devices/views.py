@@ -6,10 +6,11 @@ from django.utils import timezone
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, extend_schema
 from rest_framework import generics, status
-from rest_framework.authentication import SessionAuthentication, TokenAuthentication
+from rest_framework.authentication import SessionAuthentication
 from rest_framework.permissions import AllowAny
 from rest_framework.request import Request
 from rest_framework.response import Response
+from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from devices import services
@@ -27,9 +28,10 @@ from devices.serializers import (
     SiteSerializer,
 )
 from homepot.api import HasPermissions
+from homepot.api_tokens import IntegrationTokenAuthentication
 from homepot.errors import Forbidden
 
-USER_AUTHENTICATION = [TokenAuthentication, SessionAuthentication]
+USER_AUTHENTICATION = [IntegrationTokenAuthentication, SessionAuthentication]
 ENROLLMENT_HEADER = "X-Enrollment-Token"
 
 
@@ -220,6 +222,7 @@ class HeartbeatApi(APIView):
                 identity=request.user,
                 attributes=serializer.validated_data.get("attributes"),
                 agent_version=serializer.validated_data.get("agent_version"),
+                client_address=BaseThrottle().get_ident(request),
             )
         # Two plain fields: built directly, this is the agents' hot path.
         return Response({"device_id": request.user.device_id, "server_time": timezone.now()})

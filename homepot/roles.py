@@ -38,7 +38,7 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
     ],
 }
 # Admins may do everything in HOMEPOT's apps and manage users.
-ADMIN_APPS = ["devices", "commands", "analytics", "auth", "authtoken", "django_celery_beat"]
+ADMIN_APPS = ["devices", "commands", "analytics", "auth", "knox", "axes", "django_celery_beat"]
 
 
 def roles_sync(**kwargs: Any) -> None:

@@ -1,5 +1,6 @@
 """HOMEPOT settings, read once from the environment (see README: Configuration)."""
 
+from datetime import timedelta
 from pathlib import Path
 
 import dj_database_url
@@ -22,6 +23,9 @@ if not SECRET_KEY:
 # a Host header naming the machine itself cannot poison links for anyone else.
 ALLOWED_HOSTS = [*env_list("ALLOWED_HOSTS", []), "localhost", "127.0.0.1", "[::1]"]
 CSRF_TRUSTED_ORIGINS = env_list("CSRF_TRUSTED_ORIGINS", [])
+# Reverse proxies in front of the web server: client addresses are read from
+# X-Forwarded-For, and (by default) the scheme from X-Forwarded-Proto.
+NUM_PROXIES = env_int("NUM_PROXIES", 0, minimum=0)
 
 INSTALLED_APPS = [
     "django.contrib.admin",
@@ -32,17 +36,22 @@ INSTALLED_APPS = [
     "whitenoise.runserver_nostatic",
     "django.contrib.staticfiles",
     "rest_framework",
-    "rest_framework.authtoken",
+    "knox",
+    "axes",
+    "csp",
     "django_filters",
     "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_celery_beat",
     "devices",
     "commands",
     "analytics",
+    "homepot",  # templates, migrations of the security pieces
 ]
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
@@ -50,6 +59,8 @@ MIDDLEWARE = [
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    # Last: turns a locked-out admin login into the lockout page.
+    "axes.middleware.AxesMiddleware",
 ]
 
 ROOT_URLCONF = "homepot.urls"
@@ -235,7 +246,7 @@ CELERY_BEAT_SCHEDULE = {
 # --- REST API ------------------------------------------------------------------------
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "homepot.api_tokens.IntegrationTokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
@@ -245,7 +256,7 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "homepot.api.exception_handler",
     "UNAUTHENTICATED_USER": None,
     # Number of reverse proxies in front of the web server, for client addresses.
-    "NUM_PROXIES": env_int("NUM_PROXIES", 0, minimum=0),
+    "NUM_PROXIES": NUM_PROXIES,
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "HOMEPOT API",
@@ -253,6 +264,10 @@ SPECTACULAR_SETTINGS = {
     "VERSION": "1",
     "SERVE_INCLUDE_SCHEMA": False,
     "COMPONENT_SPLIT_REQUEST": True,
+    # Swagger UI from the drf-spectacular-sidecar package: no CDN, works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    "REDOC_DIST": "SIDECAR",
     "ENUM_NAME_OVERRIDES": {
         "DeviceStatusEnum": "devices.models.Device.Status",
         "CommandStatusEnum": "commands.models.Status",
@@ -281,11 +296,80 @@ AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
 ]
 
-SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", not DEBUG)
+# --- HTTPS, proxies, cookies ------------------------------------------------------------
+# X-Forwarded-Proto is believed only when the deployment says a proxy sets it
+# (and overwrites whatever the client sent): otherwise any client could claim https.
+TRUST_PROXY_SSL_HEADER = env_bool("TRUST_PROXY_SSL_HEADER", NUM_PROXIES > 0)
+if TRUST_PROXY_SSL_HEADER:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+# The site is served over https: plain http is redirected, browsers are told
+# (HSTS) to use https only, cookies are sent over https only.
+HTTPS = env_bool("HTTPS", False)
+SECURE_SSL_REDIRECT = env_bool("SECURE_SSL_REDIRECT", HTTPS)
+if SECURE_SSL_REDIRECT and not TRUST_PROXY_SSL_HEADER:
+    # gunicorn in the image speaks plain http: without the proxy's word every
+    # request would look insecure and be redirected forever.
+    raise ImproperlyConfigured(
+        "HTTPS=true redirects plain http, which needs a TLS proxy whose X-Forwarded-Proto "
+        "is trusted: set NUM_PROXIES (or TRUST_PROXY_SSL_HEADER=true), or SECURE_SSL_REDIRECT=false"
+    )
+# The container healthchecks call http://127.0.0.1:8000/health directly.
+SECURE_REDIRECT_EXEMPT = [r"^health(/ready)?$"]
+SECURE_HSTS_SECONDS = env_int("SECURE_HSTS_SECONDS", 31_536_000 if HTTPS else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = env_bool("SECURE_HSTS_INCLUDE_SUBDOMAINS", False)
+SESSION_COOKIE_SECURE = env_bool("SECURE_COOKIES", HTTPS or not DEBUG)
 CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
-SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
 SECURE_CONTENT_TYPE_NOSNIFF = True
 X_FRAME_OPTIONS = "DENY"
+
+# --- Content-Security-Policy (django-csp) ---------------------------------------------------
+# Everything comes from this server: scripts only from files (no inline script,
+# no eval), so an injected <script> does not run. pygal's SVG charts carry their
+# own <style>, and Swagger UI sets style attributes: styles may be inline.
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'", "'unsafe-inline'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "connect-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'self'"],
+        "form-action": ["'self'"],
+        "frame-ancestors": ["'none'"],
+    }
+}
+# Static files straight from the apps while developing (and in tests, where
+# pytest-django turns DEBUG off after the settings were read).
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
+
+# --- Admin login throttling (django-axes) -----------------------------------------------------
+# Failures are counted per username AND client address together, so nobody can
+# lock an operator out from elsewhere; the address is the one DRF sees (NUM_PROXIES).
+AUTHENTICATION_BACKENDS = [
+    "homepot.login_throttle.LoginThrottleBackend",
+    "django.contrib.auth.backends.ModelBackend",
+]
+AXES_LOCKOUT_PARAMETERS = [["username", "ip_address"]]
+AXES_FAILURE_LIMIT = env_int("ADMIN_LOGIN_FAILURE_LIMIT", 5, minimum=1)
+AXES_COOLOFF_TIME = timedelta(minutes=env_int("ADMIN_LOGIN_COOLOFF_MINUTES", 15, minimum=1))
+AXES_RESET_ON_SUCCESS = True
+AXES_CLIENT_IP_CALLABLE = "homepot.login_throttle.client_address"
+AXES_LOCKOUT_TEMPLATE = "homepot/admin_lockout.html"
+AXES_USERNAME_CALLABLE = "homepot.login_throttle.submitted_username"
+AXES_VERBOSE = False
+
+# --- Integration tokens (django-rest-knox) -----------------------------------------------------
+# Stored as a SHA-512 digest plus a short lookup prefix; shown once when issued.
+API_TOKEN_TTL_DAYS = env_int("API_TOKEN_TTL_DAYS", 365, minimum=0)  # 0: never expires
+REST_KNOX = {
+    "AUTH_HEADER_PREFIX": "Token",  # integrations keep sending "Authorization: Token <t>"
+    "TOKEN_PREFIX": "hpt_",
+    "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
+    "AUTO_REFRESH": False,
+}
 
 LOGGING = {
     "version": 1,
