@@ -143,9 +143,27 @@ class DeviceAdmin(StrictObjectIdAdmin):
     ) -> HttpResponse:
         device = self.get_object(request, unquote(object_id))
         if device is not None:
+            if request.method == "GET":
+                self._warn_of_identity_conflict(request, device)
             chosen = request.GET.getlist("chart")
             extra_context = {**(extra_context or {}), **device_telemetry_context(device, chosen)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _warn_of_identity_conflict(self, request: HttpRequest, device: Device) -> None:
+        """Put a recent identity conflict at the top of the page until a new key
+        (the remedy) is issued after it."""
+        conflict = (
+            Event.objects.filter(device=device, kind="device.identity_conflict")
+            .order_by("-created_at")
+            .first()
+        )
+        if conflict is None:
+            return
+        newest_key = device.credentials.order_by("-created_at").values("created_at").first()
+        if newest_key is not None and newest_key["created_at"] > conflict.created_at:
+            return
+        when = conflict.created_at.strftime("%Y-%m-%d %H:%M UTC")
+        self.message_user(request, f"{conflict.message} (recorded {when})", messages.WARNING)
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The public id is fixed once the device exists: agents and history use it.

@@ -103,8 +103,22 @@ class EnrollmentTokenIssuedSerializer(serializers.Serializer):
 
 
 class HeartbeatSerializer(serializers.Serializer):
-    attributes = serializers.DictField(required=False, validators=[validate_attributes_size])
+    attributes = serializers.DictField(
+        required=False,
+        validators=[validate_attributes_size],
+        help_text="State to show operators. HOMEPOT's agent includes `instance_id`, "
+        "random per agent process start: two instances taking turns are recorded "
+        "as a `device.identity_conflict` event.",
+    )
     agent_version = serializers.CharField(max_length=32, required=False)
+
+    def validate_attributes(self, value: dict) -> dict:
+        instance_id = value.get("instance_id")
+        if instance_id is not None and not (
+            isinstance(instance_id, str) and 1 <= len(instance_id) <= 64
+        ):
+            raise serializers.ValidationError({"instance_id": "A string of 1-64 characters."})
+        return value
 
 
 class HeartbeatResponseSerializer(serializers.Serializer):

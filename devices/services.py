@@ -16,6 +16,7 @@ from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.auth import DeviceIdentity, TooManyRequests, auth_generation_reset
+from devices.identity import instance_seen
 from devices.keys import hash_secret, new_api_key, new_enrollment_token, sha256_hex
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
 from homepot.errors import ConflictError, CredentialRejected, Forbidden, NotFoundError
@@ -23,6 +24,8 @@ from homepot.errors import ConflictError, CredentialRejected, Forbidden, NotFoun
 logger = logging.getLogger(__name__)
 
 Actor = AbstractBaseUser | DeviceIdentity | None
+# The heartbeat attribute in which HOMEPOT's agent names its process (random per start).
+INSTANCE_ID_ATTRIBUTE = "instance_id"
 
 
 def actor_user(actor: Actor) -> AbstractBaseUser | None:
@@ -344,12 +347,17 @@ def device_mark_seen(*, identity: DeviceIdentity, now: datetime | None = None) -
 
 
 def device_heartbeat(
-    *, identity: DeviceIdentity, attributes: dict | None, agent_version: str | None
+    *,
+    identity: DeviceIdentity,
+    attributes: dict | None,
+    agent_version: str | None,
+    client_address: str = "",
 ) -> bool:
     """Store reported state when it differs from the last heartbeat's; True if written.
 
     A digest of the last stored state lives in the cache, so an unchanged
     heartbeat costs no database write (last_seen is kept by device_mark_seen).
+    A changed one is also where a new agent instance shows (see devices.identity).
     """
     reported: dict[str, Any] = {"attributes": attributes, "agent_version": agent_version}
     changes = {name: value for name, value in reported.items() if value is not None}
@@ -359,9 +367,31 @@ def device_heartbeat(
     digest_key = f"devstate:{identity.pk}"
     if cache.get(digest_key) == digest:
         return False
+    instance_id = (attributes or {}).get(INSTANCE_ID_ATTRIBUTE)
+    if instance_id:
+        _instance_check(identity, instance_id, client_address)
     Device.objects.filter(pk=identity.pk).update(last_seen=timezone.now(), **changes)
     cache.set(digest_key, digest, timeout=settings.DEVICE_AUTH_CACHE_SECONDS)
     return True
+
+
+def _instance_check(identity: DeviceIdentity, instance_id: str, client_address: str) -> None:
+    conflict = instance_seen(device_pk=identity.pk, instance_id=instance_id, address=client_address)
+    if conflict is None:
+        return
+    (this, other), (this_address, other_address) = conflict.instance_ids, conflict.addresses
+    message = (
+        f"Two agents are using this device's identity: instances {this} ({this_address or '?'}) "
+        f"and {other} ({other_address or '?'}) take turns. Rotate the key and re-enroll the copy."
+    )
+    logger.warning("device %s: %s", identity.device_id, message)
+    event_record(
+        kind="device.identity_conflict",
+        device=identity.pk,
+        message=message[:500],
+        instance_ids=list(conflict.instance_ids),
+        addresses=list(conflict.addresses),
+    )
 
 
 def devices_mark_offline(*, now: datetime | None = None) -> list[str]:
