@@ -5,6 +5,7 @@ from django.conf import settings
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
+from rest_framework.exceptions import ValidationError
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -26,18 +27,26 @@ from homepot.api import HasPermissions
 from homepot.errors import NotFoundError
 
 POLL_HEADER = "X-Poll-Interval"
+IDEMPOTENCY_KEY_MAX_CHARS = 128
 IDEMPOTENCY_PARAMETER = OpenApiParameter(
     "Idempotency-Key",
     OpenApiTypes.STR,
     OpenApiParameter.HEADER,
     description="Retrying with the same key and body returns the first request's result "
     "(200). A key is the caller's and stands for one request: reused with another body or "
-    "device it is refused (422, code idempotency_key_reused).",
+    "device it is refused (422, code idempotency_key_reused). At most "
+    f"{IDEMPOTENCY_KEY_MAX_CHARS} characters.",
 )
 
 
 def _idempotency_key(request: Request) -> str | None:
-    return request.headers.get("Idempotency-Key", "")[:128] or None
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > IDEMPOTENCY_KEY_MAX_CHARS:
+        # Cutting it would make two keys that differ only at the end one key.
+        raise ValidationError(
+            {"Idempotency-Key": f"At most {IDEMPOTENCY_KEY_MAX_CHARS} characters."}
+        )
+    return key or None
 
 
 class CommandFilter(django_filters.FilterSet):
@@ -86,7 +95,7 @@ class DeviceCommandsApi(generics.ListAPIView):
 class BulkCommandsApi(APIView):
     permission_classes = [HasPermissions]
     required_permissions = {"POST": ["commands.add_command"]}
-    error_statuses = (422,)
+    error_statuses = (404, 422)  # 404: a listed device is unknown
 
     @extend_schema(
         request=BulkCommandSerializer,
@@ -192,6 +201,7 @@ class PendingCommandsApi(APIView):
 class CommandAckApi(APIView):
     authentication_classes = [DeviceKeyAuthentication]
     permission_classes = [IsDevice]
+    error_statuses = (409,)  # not delivered, or canceled
 
     @extend_schema(request=None, responses=PendingCommandSerializer)
     def post(self, request: Request, device_id: str, command_id: UUID) -> Response:
@@ -203,6 +213,7 @@ class CommandAckApi(APIView):
 class CommandReportApi(APIView):
     authentication_classes = [DeviceKeyAuthentication]
     permission_classes = [IsDevice]
+    error_statuses = (409,)  # already final, or never delivered
 
     @extend_schema(request=CommandReportSerializer, responses=PendingCommandSerializer)
     def put(self, request: Request, command_id: UUID) -> Response:

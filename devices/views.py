@@ -38,6 +38,7 @@ ENROLLMENT_HEADER = "X-Enrollment-Token"
 class SiteListCreateApi(generics.ListAPIView):
     permission_classes = [HasPermissions]
     required_permissions = {"GET": ["devices.view_site"], "POST": ["devices.add_site"]}
+    error_statuses = (409,)  # the site exists
     serializer_class = SiteSerializer
     queryset = Site.objects.all()
 
@@ -89,6 +90,7 @@ class DeviceRegisterApi(APIView):
 
     authentication_classes = USER_AUTHENTICATION
     permission_classes = [AllowAny]  # checked below: a token or an operator, never neither
+    error_statuses = (409,)  # the device exists
 
     @extend_schema(
         request=DeviceRegisterSerializer,
@@ -201,6 +203,7 @@ class DeviceRevokeApi(APIView):
 class DeviceDecommissionApi(APIView):
     permission_classes = [HasPermissions]
     required_permissions = {"POST": ["devices.decommission"]}
+    error_statuses = (409,)  # already decommissioned
 
     @extend_schema(request=None, responses=DeviceSerializer)
     def post(self, request: Request, device_id: str) -> Response:

@@ -84,6 +84,16 @@ def test_an_idempotency_key_reused_for_another_device_is_422(client, operator, m
     assert Command.objects.get().device.device_id == "pi-1"
 
 
+def test_an_idempotency_key_longer_than_128_characters_is_400(client, operator, agent):
+    client.force_authenticate(operator)
+    # Two keys that differ only after 128 characters must not be taken for one.
+    response = queue(client, {"command_type": "reboot"}, HTTP_IDEMPOTENCY_KEY="k" * 129)
+
+    assert response.status_code == 400
+    assert "Idempotency-Key" in response.json()
+    assert not Command.objects.exists()
+
+
 def test_idempotency_keys_are_per_caller(client, operator, admin_user, agent):
     body = {"command_type": "reboot"}
     client.force_authenticate(operator)
