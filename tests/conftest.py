@@ -47,6 +47,17 @@ def admin_user(db) -> User:  # noqa: ANN001
 
 
 @pytest.fixture
+def api_token(db) -> Callable[[User], str]:  # noqa: ANN001
+    """An integration token for a user, as `manage.py homepot_token` issues it."""
+    from homepot.api_tokens import api_token_issue
+
+    def issue(user: User) -> str:
+        return api_token_issue(user=user, expires_in=None)
+
+    return issue
+
+
+@pytest.fixture
 def as_user(client: APIClient) -> Callable[[User], APIClient]:
     def login(user: User) -> APIClient:
         client.force_authenticate(user)

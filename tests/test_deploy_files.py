@@ -31,6 +31,24 @@ from homepot import health
 ROOT = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = ROOT / "compose.yaml"
 DOCKERFILE = ROOT / "Dockerfile"
+README = ROOT / "README.md"
+SETTINGS_FILE = ROOT / "homepot" / "settings.py"
+# What a deployment must be able to say about proxies, https, cookies, login
+# throttling and tokens (issue 9): compose passes each through.
+SECURITY_SETTINGS = {
+    "ALLOWED_HOSTS",
+    "CSRF_TRUSTED_ORIGINS",
+    "NUM_PROXIES",
+    "TRUST_PROXY_SSL_HEADER",
+    "HTTPS",
+    "SECURE_SSL_REDIRECT",
+    "SECURE_HSTS_SECONDS",
+    "SECURE_HSTS_INCLUDE_SUBDOMAINS",
+    "SECURE_COOKIES",
+    "ADMIN_LOGIN_FAILURE_LIMIT",
+    "ADMIN_LOGIN_COOLOFF_MINUTES",
+    "API_TOKEN_TTL_DAYS",
+}
 
 APP_SERVICES = {"migrate", "web", "worker", "beat"}
 ALL_SERVICES = {"postgres", "redis"} | APP_SERVICES
@@ -153,6 +171,23 @@ def gunicorn_app(words: list[str]) -> str:
     return targets[0]
 
 
+def readme_section(title: str) -> str:
+    text = README.read_text()
+    start = text.index(f"\n## {title}\n")
+    end = text.find("\n## ", start + 1)
+    return text[start : end if end != -1 else None]
+
+
+def table_variables(section: str) -> set[str]:
+    """Variable names in the first column of the Markdown tables of a section."""
+    names: set[str] = set()
+    for line in section.splitlines():
+        if line.startswith("| `"):
+            first_column = line.split("|")[1]
+            names |= set(re.findall(r"`([A-Z][A-Z0-9_]+)`", first_column))
+    return names
+
+
 # --- compose.yaml -----------------------------------------------------------------
 
 
@@ -245,8 +280,77 @@ def test_compose_has_no_literal_secret_values() -> None:
     # Any other secret-looking variable anywhere must come from the environment too.
     for name, service in all_services.items():
         for key, value in (service.get("environment") or {}).items():
-            if re.search(r"SECRET|PASSWORD|TOKEN|API_KEY", key):
+            # (names ending so: API_TOKEN_TTL_DAYS is a lifetime, not a secret)
+            if re.search(r"(SECRET|PASSWORD|TOKEN|API_KEY)(_KEY)?$", key):
                 assert REQUIRED_VARIABLE.fullmatch(str(value)), f"{name}: {key} is hard-coded"
+
+
+def test_compose_passes_through_every_deployment_setting_the_readme_names() -> None:
+    deployment = table_variables(readme_section("Deploy with Docker Compose"))
+    all_services = services()
+
+    assert SECURITY_SETTINGS <= deployment, SECURITY_SETTINGS - deployment
+    for name in APP_SERVICES:
+        env = all_services[name]["environment"]
+        for variable in deployment:
+            assert variable in env, f"{name} does not pass {variable}"
+            # the host's variable of the same name, not a value fixed in the file
+            passed = VARIABLE.fullmatch(str(env[variable]))
+            assert passed and passed.group("name") == variable, (name, variable, env[variable])
+
+
+def test_every_deployment_setting_is_documented_in_the_configuration_table() -> None:
+    deployment = table_variables(readme_section("Deploy with Docker Compose"))
+    configuration = table_variables(readme_section("Configuration"))
+
+    assert deployment <= configuration, deployment - configuration
+
+
+def test_every_variable_compose_sets_is_one_the_settings_read() -> None:
+    settings_source = SETTINGS_FILE.read_text()
+    # WEB_CONCURRENCY is read by the image's gunicorn command line instead.
+    read_elsewhere = {"WEB_CONCURRENCY"}
+
+    for name in APP_SERVICES:
+        for variable in services()[name]["environment"]:
+            if variable in read_elsewhere:
+                continue
+            assert f'"{variable}"' in settings_source, f"{name}: {variable} is read by nothing"
+
+
+def test_unset_pass_through_variables_give_the_documented_defaults(tmp_path: Path) -> None:
+    # ${NAME:-} hands the container an empty string when the host has no value.
+    env = services()["web"]["environment"]
+    empty = {
+        variable: "" for variable, value in env.items() if re.fullmatch(r"\$\{\w+:-\}", str(value))
+    }
+    assert SECURITY_SETTINGS - {"ALLOWED_HOSTS"} <= set(empty)
+    clean = {k: v for k, v in os.environ.items() if k not in {"DEBUG", *empty}}
+    script = (
+        "import django; django.setup(); from django.conf import settings as s; "
+        "print(s.SECURE_PROXY_SSL_HEADER, s.SECURE_SSL_REDIRECT, s.SECURE_HSTS_SECONDS, "
+        "s.SESSION_COOKIE_SECURE, s.AXES_FAILURE_LIMIT, s.API_TOKEN_TTL_DAYS, "
+        "s.REST_FRAMEWORK['NUM_PROXIES'], s.CSRF_TRUSTED_ORIGINS)"
+    )
+
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        env=clean
+        | empty
+        | {
+            "SECRET_KEY": "compose-defaults",
+            "DEBUG": "false",
+            "HOMEPOT_VAR_DIR": str(tmp_path),
+            "DJANGO_SETTINGS_MODULE": "homepot.settings",
+        },
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.split() == ["None", "False", "0", "True", "5", "365", "0", "[]"]
 
 
 # --- the commands the containers run ---------------------------------------------------
@@ -384,6 +488,60 @@ def test_build_time_collectstatic_works_with_only_the_throwaway_key(tmp_path: Pa
 
     assert result.returncode == 0, result.stderr
     assert "static file" in result.stdout
+
+
+OFFLINE_DOCS_PROBE = """
+import json, re, django
+django.setup()
+from django.core.management import call_command
+from django.test import Client
+from django.test.utils import override_settings
+
+with override_settings(STATIC_ROOT={static_root!r}):
+    call_command("collectstatic", "--noinput", verbosity=0)
+    client = Client()
+    page = client.get("/api/docs", HTTP_HOST="localhost")
+    html = page.content.decode()
+    assets = re.findall(r'<(?:script|link)[^>]*?(?:src|href)="([^"]+)"', html)
+    served = {{}}
+    for asset in assets:
+        response = client.get(asset.replace("&amp;", "&"), HTTP_HOST="localhost")
+        served[asset] = response.status_code
+print(json.dumps({{"status": page.status_code, "csp": page.headers.get("Content-Security-Policy"),
+                  "html": html, "served": served}}))
+"""
+
+
+def test_the_image_serves_the_api_docs_without_internet(tmp_path: Path) -> None:
+    # As in the image: DEBUG off, static files collected (hashed names) and served by whitenoise.
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"DEBUG", "SECRET_KEY", "DATABASE_URL", "REDIS_URL"}
+    }
+    env |= {
+        "SECRET_KEY": "docs-offline",
+        "DJANGO_SETTINGS_MODULE": "homepot.settings",
+        "HOMEPOT_VAR_DIR": str(tmp_path / "var"),
+    }
+
+    result = subprocess.run(
+        [sys.executable, "-c", OFFLINE_DOCS_PROBE.format(static_root=str(tmp_path / "static"))],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+
+    assert result.returncode == 0, result.stderr
+    probe = json.loads(result.stdout.strip().splitlines()[-1])
+    assert probe["status"] == 200
+    assert "script-src 'self'" in probe["csp"]
+    assert not re.search(r"(?:src|href)=[\"'](?:https?:)?//", probe["html"])
+    bundles = [asset for asset in probe["served"] if "swagger-ui-bundle" in asset]
+    assert bundles and bundles[0].startswith("/static/drf_spectacular_sidecar/")
+    assert set(probe["served"].values()) == {200}, probe["served"]
 
 
 def test_docker_compose_accepts_the_file() -> None:

@@ -173,3 +173,17 @@ def test_a_legacy_plain_token_is_hashed_and_keeps_working(client, operator):
     assert api_get(client, legacy).status_code == 200
     stored = AuthToken.objects.get(user=operator)
     assert legacy not in (stored.digest, stored.token_key)
+
+
+def test_a_token_acts_with_its_users_permissions(client, viewer, operator, api_token):
+    body = {"site_id": "lab-9", "name": "Lab 9"}
+
+    as_viewer = client.post(
+        "/api/v1/sites", body, format="json", HTTP_AUTHORIZATION=f"Token {api_token(viewer)}"
+    )
+    as_operator = client.post(
+        "/api/v1/sites", body, format="json", HTTP_AUTHORIZATION=f"Token {api_token(operator)}"
+    )
+
+    assert as_viewer.status_code == 403
+    assert as_operator.status_code == 201
