@@ -1,5 +1,6 @@
 from django.urls import path
 
+import homepot.converters  # noqa: F401 (registers <id:...>)
 from analytics import views
 
 # Mounted under /api/v1/ before the devices app (devices/<id>/... paths).
@@ -8,17 +9,17 @@ urlpatterns = [
     path("analytics/thermal-frames", views.ThermalFrameIngestApi.as_view(), name="thermal-ingest"),
     path("metrics/names", views.MetricNamesApi.as_view(), name="metric-names"),
     path(
-        "devices/<str:device_id>/metrics",
+        "devices/<id:device_id>/metrics",
         views.DeviceMetricSeriesApi.as_view(),
         name="device-metrics",
     ),
     path(
-        "devices/<str:device_id>/metrics/latest",
+        "devices/<id:device_id>/metrics/latest",
         views.DeviceLatestMetricsApi.as_view(),
         name="device-metrics-latest",
     ),
     path(
-        "devices/<str:device_id>/thermal/latest",
+        "devices/<id:device_id>/thermal/latest",
         views.DeviceThermalLatestApi.as_view(),
         name="device-thermal-latest",
     ),

@@ -6,7 +6,6 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, PolymorphicProxySerializer, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import APIException
-from rest_framework.parsers import JSONParser
 from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
@@ -29,19 +28,13 @@ from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
 from devices.services import device_get
 from homepot.api import HasPermissions, Pagination
 from homepot.errors import NotFoundError
+from homepot.parsers import LenientJSONParser
 
 
 class PayloadTooLarge(APIException):
     status_code = status.HTTP_413_REQUEST_ENTITY_TOO_LARGE
     default_detail = "Request body too large."
     default_code = "too_large"
-
-
-class LenientJSONParser(JSONParser):
-    """Parses NaN and Infinity, so validation can refuse them naming the field
-    instead of failing the whole body with a parse error."""
-
-    strict = False
 
 
 def _refuse_large_bodies(request: Request) -> None:

@@ -1,5 +1,6 @@
 from django.urls import path
 
+import homepot.converters  # noqa: F401 (registers <id:...>)
 from commands import views
 
 # Mounted under /api/v1/ before the devices app, so that devices/pending is not
@@ -12,12 +13,12 @@ urlpatterns = [
         name="command-report",
     ),
     path(
-        "devices/<str:device_id>/commands/<uuid:command_id>/ack",
+        "devices/<id:device_id>/commands/<uuid:command_id>/ack",
         views.CommandAckApi.as_view(),
         name="command-ack",
     ),
     path(
-        "devices/<str:device_id>/commands",
+        "devices/<id:device_id>/commands",
         views.DeviceCommandsApi.as_view(),
         name="device-commands",
     ),

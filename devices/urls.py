@@ -1,5 +1,6 @@
 from django.urls import path
 
+import homepot.converters  # noqa: F401 (registers <id:...>)
 from devices import views
 
 # Mounted under /api/v1/. No trailing slashes, as in the agents' contract.
@@ -18,15 +19,15 @@ urlpatterns = [
     ),
     path("devices/heartbeat", views.HeartbeatApi.as_view(), name="device-heartbeat"),
     path("devices", views.DeviceListApi.as_view(), name="device-list"),
-    path("devices/<str:device_id>", views.DeviceDetailApi.as_view(), name="device-detail"),
+    path("devices/<id:device_id>", views.DeviceDetailApi.as_view(), name="device-detail"),
     path(
-        "devices/<str:device_id>/rotate-key",
+        "devices/<id:device_id>/rotate-key",
         views.DeviceRotateKeyApi.as_view(),
         name="device-rotate-key",
     ),
-    path("devices/<str:device_id>/revoke", views.DeviceRevokeApi.as_view(), name="device-revoke"),
+    path("devices/<id:device_id>/revoke", views.DeviceRevokeApi.as_view(), name="device-revoke"),
     path(
-        "devices/<str:device_id>/decommission",
+        "devices/<id:device_id>/decommission",
         views.DeviceDecommissionApi.as_view(),
         name="device-decommission",
     ),

@@ -1,8 +1,10 @@
 """Shared REST pieces: pagination, error responses, permission helpers."""
 
+import logging
 from typing import Any
 
 from rest_framework import serializers
+from rest_framework.exceptions import APIException
 from rest_framework.pagination import PageNumberPagination
 from rest_framework.permissions import BasePermission
 from rest_framework.request import Request
@@ -11,6 +13,9 @@ from rest_framework.views import APIView
 from rest_framework.views import exception_handler as drf_exception_handler
 
 from homepot.errors import CredentialRejected, ServiceError
+from homepot.outage import outage_of, retry_after_seconds
+
+logger = logging.getLogger(__name__)
 
 
 class Pagination(PageNumberPagination):
@@ -20,6 +25,7 @@ class Pagination(PageNumberPagination):
 
 
 def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | None:
+    """Every error as JSON with a machine-readable code; a backend outage as 503."""
     if isinstance(exc, ServiceError):
         headers = (
             {"WWW-Authenticate": "EnrollmentToken"} if isinstance(exc, CredentialRejected) else {}
@@ -27,7 +33,25 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         return Response(
             {"detail": exc.message, "code": exc.code}, status=exc.status_code, headers=headers
         )
-    return drf_exception_handler(exc, context)
+    outage = outage_of(exc)
+    if outage is not None:
+        code, message = outage
+        logger.warning("answering 503 %s: %s: %s", code, type(exc).__name__, exc)
+        headers = {"Retry-After": str(retry_after_seconds())}
+        return Response({"detail": message, "code": code}, status=503, headers=headers)
+    response = drf_exception_handler(exc, context)
+    if response is not None and isinstance(exc, APIException):
+        _add_code(response, exc)
+    return response
+
+
+def _add_code(response: Response, exc: APIException) -> None:
+    """{"detail": ...} gets the exception's code beside it (DRF leaves it out)."""
+    data = response.data
+    if isinstance(data, dict) and set(data) == {"detail"}:
+        codes = exc.get_codes()
+        if isinstance(codes, str):
+            data["code"] = codes
 
 
 class HasPermissions(BasePermission):

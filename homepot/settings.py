@@ -50,6 +50,9 @@ INSTALLED_APPS = [
 ]
 
 MIDDLEWARE = [
+    # First: refuses hostile input before any other work, and makes every
+    # answer under /api/ JSON (404s, 413s, 500s, 503s for a backend outage).
+    "homepot.middleware.ApiGuardMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -244,6 +247,12 @@ CELERY_BEAT_SCHEDULE = {
 }
 
 # --- REST API ------------------------------------------------------------------------
+# Request bodies may nest arrays and objects at most this deep (else 400 too_deep).
+API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64, minimum=2)
+# Retry-After of a 503 answered while the database, cache or broker is unreachable.
+API_UNAVAILABLE_RETRY_AFTER_SECONDS = env_int(
+    "API_UNAVAILABLE_RETRY_AFTER_SECONDS", 5, minimum=1
+)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "homepot.api_tokens.IntegrationTokenAuthentication",
@@ -254,6 +263,12 @@ REST_FRAMEWORK = {
     "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
     "DEFAULT_SCHEMA_CLASS": "homepot.schema.HomepotAutoSchema",
     "EXCEPTION_HANDLER": "homepot.api.exception_handler",
+    # JSON only within bounds: depth, NUL and lone surrogates, 64-bit integers.
+    "DEFAULT_PARSER_CLASSES": [
+        "homepot.parsers.SafeJSONParser",
+        "rest_framework.parsers.FormParser",
+        "rest_framework.parsers.MultiPartParser",
+    ],
     "UNAUTHENTICATED_USER": None,
     # Number of reverse proxies in front of the web server, for client addresses.
     "NUM_PROXIES": NUM_PROXIES,
