@@ -88,12 +88,10 @@ def _refuse_body(request: HttpRequest) -> JsonResponse | None:
     if length == 0 or "json" not in (request.content_type or ""):
         return None
     try:
-        text = request.body.decode(request.encoding or settings.DEFAULT_CHARSET)
+        body = request.body
     except RequestDataTooBig:
         return json_error(413, f"At most {limit} bytes per request.", "too_large")
-    except (UnicodeDecodeError, LookupError):
-        return None  # the parser answers 400 naming the encoding
-    if json_too_deep(text, settings.API_JSON_MAX_DEPTH):
+    if json_too_deep(body, settings.API_JSON_MAX_DEPTH):
         return json_error(
             400, f"JSON nested deeper than {settings.API_JSON_MAX_DEPTH} levels.", "too_deep"
         )

@@ -7,7 +7,7 @@ bits; a 5,000-digit one costs CPU to convert), floats that overflow to
 Infinity (not JSON, refused by jsonb), and nesting deep enough to exhaust the
 recursion limit. Each of these is a 400 here, naming the problem, instead of
 a 500 later. The depth is also checked by homepot.middleware before any
-authentication work, on the raw text (json_too_deep).
+authentication work, on the raw bytes (json_too_deep).
 """
 
 import json
@@ -21,10 +21,9 @@ from rest_framework.exceptions import ParseError
 from rest_framework.parsers import JSONParser
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
-# A string literal, escapes included: removed before counting brackets, so
-# brackets inside strings do not count as nesting.
-_STRING_LITERAL = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"')
-_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+# Every byte but quotes and brackets, deleted to find the nesting (UTF-8 never
+# uses ASCII bytes inside a multi-byte character, so bytes are safe to scan).
+_NOT_STRUCTURE = bytes(b for b in range(256) if b not in b'"[]{}')
 # A lone surrogate: a high one not followed by a low one, or a low one not after a high one.
 _LONE_SURROGATE = re.compile(
     r"[\ud800-\udbff](?![\udc00-\udfff])|(?<![\ud800-\udbff])[\udc00-\udfff]"
@@ -35,22 +34,33 @@ class JsonRefused(ParseError):
     """A well-formed JSON body with a value the server cannot take."""
 
 
-def json_too_deep(text: str, limit: int) -> bool:
+def json_too_deep(raw: bytes, limit: int) -> bool:
     """True if arrays and objects nest deeper than limit (the body itself is level 1).
 
-    Linear and without recursion, so it is safe on any input, even malformed."""
-    if text.count("[") + text.count("{") <= limit:
+    Linear, in C-speed bytes operations, and without recursion, so it is safe
+    and cheap on any input, even malformed (about 3 ms for a 1 MB batch)."""
+    if raw.count(b"[") + raw.count(b"{") <= limit:
         return False  # the common case: not even that many brackets in all
-    brackets = _NOT_BRACKET.sub("", _STRING_LITERAL.sub("", text))
+    # Escaped backslashes first, then escaped quotes: what is left of a string
+    # is its two quotes and any brackets it contains.
+    skeleton = raw.replace(b"\\\\", b"").replace(b'\\"', b"").translate(None, _NOT_STRUCTURE)
+    # Adjacent quotes are an empty string or two strings with nothing between:
+    # dropping them keeps what is inside and outside strings as it was.
+    skeleton = skeleton.replace(b'""', b"")
+    if b'"' in skeleton:
+        skeleton = b"".join(skeleton.split(b'"')[::2])  # the parts outside strings
     depth = 0
-    for char in brackets:
-        if char in "[{":
+    for byte in skeleton:
+        if byte in _OPENERS:
             depth += 1
             if depth > limit:
                 return True
         else:
             depth -= 1
     return False
+
+
+_OPENERS = frozenset(b"[{")
 
 
 def _int64(literal: str) -> int:
@@ -93,10 +103,14 @@ def _check_string(text: str) -> None:
         raise JsonRefused("Strings must not contain lone surrogates.", code="invalid_string")
 
 
-def parse_json_text(text: str, *, lenient: bool = False) -> Any:
+def parse_json_body(raw: bytes, encoding: str, *, lenient: bool = False) -> Any:
     """Parse a request body. lenient: NaN, Infinity and overflowing floats
     get through, for fields that refuse them by name (telemetry values)."""
-    if json_too_deep(text, settings.API_JSON_MAX_DEPTH):
+    try:
+        text = raw.decode(encoding)
+    except (UnicodeDecodeError, LookupError):
+        raise ParseError(f"The body is not valid {encoding}.") from None
+    if json_too_deep(raw, settings.API_JSON_MAX_DEPTH):
         raise JsonRefused(
             f"JSON nested deeper than {settings.API_JSON_MAX_DEPTH} levels.", code="too_deep"
         )
@@ -128,11 +142,7 @@ class SafeJSONParser(JSONParser):
         parser_context = parser_context or {}
         encoding = parser_context.get("encoding", settings.DEFAULT_CHARSET)
         raw = stream.read() if stream is not None else b""
-        try:
-            text = raw.decode(encoding)
-        except (UnicodeDecodeError, LookupError):
-            raise ParseError(f"The body is not valid {encoding}.") from None
-        return parse_json_text(text, lenient=self.lenient)
+        return parse_json_body(raw, encoding, lenient=self.lenient)
 
 
 class LenientJSONParser(SafeJSONParser):
