@@ -18,7 +18,7 @@ from typing import Any
 
 from django.conf import settings
 from rest_framework.exceptions import ParseError
-from rest_framework.parsers import JSONParser
+from rest_framework.parsers import FormParser, JSONParser, MultiPartParser
 
 INT64_MIN, INT64_MAX = -(2**63), 2**63 - 1
 # Every byte but quotes and brackets, deleted to find the nesting (UTF-8 never
@@ -150,3 +150,28 @@ class LenientJSONParser(SafeJSONParser):
     refuse them naming the field instead of failing the whole body."""
 
     lenient = True
+
+
+def _check_form(data: Any) -> None:
+    for key, values in data.lists():
+        _check_string(key)
+        for value in values:
+            if isinstance(value, str):
+                _check_string(value)
+
+
+class SafeFormParser(FormParser):
+    """Form bodies: the same refusal of NUL and lone surrogates as JSON
+    (a DictField fed from a form would carry them into a JSON column)."""
+
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        data = super().parse(stream, media_type, parser_context)
+        _check_form(data)
+        return data
+
+
+class SafeMultiPartParser(MultiPartParser):
+    def parse(self, stream: Any, media_type: str | None = None, parser_context: Any = None) -> Any:
+        parsed = super().parse(stream, media_type, parser_context)
+        _check_form(parsed.data)
+        return parsed

@@ -266,8 +266,8 @@ REST_FRAMEWORK = {
     # JSON only within bounds: depth, NUL and lone surrogates, 64-bit integers.
     "DEFAULT_PARSER_CLASSES": [
         "homepot.parsers.SafeJSONParser",
-        "rest_framework.parsers.FormParser",
-        "rest_framework.parsers.MultiPartParser",
+        "homepot.parsers.SafeFormParser",
+        "homepot.parsers.SafeMultiPartParser",
     ],
     "UNAUTHENTICATED_USER": None,
     # Number of reverse proxies in front of the web server, for client addresses.

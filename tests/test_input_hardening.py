@@ -330,3 +330,21 @@ def test_nul_in_the_device_id_of_an_ack_is_404(client, agent, enqueue):
     )
 
     assert response.status_code == 404, response.content
+
+
+@pytest.mark.parametrize("format_", ["multipart", None])
+def test_nul_in_a_form_body_is_400_too(client, agent, format_):
+    if format_ == "multipart":
+        response = client.post(HEARTBEAT, {"attributes.os": "linux\x00"}, **agent.headers)
+    else:
+        response = client.generic(
+            "POST",
+            HEARTBEAT,
+            b"attributes.os=linux%00",
+            content_type="application/x-www-form-urlencoded",
+            **agent.headers,
+        )
+
+    assert response.status_code == 400, response.content
+    assert response.json()["code"] == "invalid_string"
+    assert attributes_of(agent) == {}
