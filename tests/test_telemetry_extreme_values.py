@@ -13,7 +13,14 @@ from django.test import Client
 from django.utils import timezone
 
 from analytics import services
-from analytics.models import LatestValue, MetricName, RollupHour, RollupMinute, Sample
+from analytics.models import (
+    LatestValue,
+    MetricName,
+    RollupHour,
+    RollupMinute,
+    Sample,
+    ThermalFrame,
+)
 from devices.auth import DeviceIdentity
 
 INGEST = "/api/v1/analytics/device-metrics"
@@ -193,6 +200,16 @@ def test_latest_values_of_extreme_values_answer_json(client, viewer, stored_extr
 
 
 def test_the_admin_page_and_charts_of_extreme_values_answer(viewer, stored_extremes):
+    ThermalFrame.objects.create(
+        device_id=stored_extremes.device.pk,
+        ts=HOUR0,
+        width=2,
+        height=1,
+        values=[HUGE, -HUGE],
+        min=-HUGE,
+        max=HUGE,
+        mean=0.0,
+    )
     browser = Client()
     browser.force_login(viewer)
 
@@ -201,4 +218,6 @@ def test_the_admin_page_and_charts_of_extreme_values_answer(viewer, stored_extre
     )
 
     assert response.status_code == 200
-    assert response.content.decode().count('class="pygal-chart"') == 2
+    html = response.content.decode()
+    assert html.count('class="pygal-chart"') == 2
+    assert 'class="homepot-heatmap"' in html
