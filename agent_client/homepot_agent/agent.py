@@ -1,7 +1,25 @@
-"""The agent's loop: collect, push, poll and run commands, each on its own schedule.
+"""The agent's loop: collect, push, poll, each on its own schedule, while
+commands run one at a time on a worker thread.
 
 Everything the loop touches (clock, transport, collectors, executor, spool,
-ledger) is passed in, so tests drive it without sleeping.
+ledger, worker) is passed in, so tests drive it without sleeping.
+
+What the server's answers mean here (see transport.py for how they are sorted):
+
+* busy or unreachable (no answer, 429, 5xx): everything is kept; the job backs
+  off exponentially with jitter, at most ``max_backoff`` seconds (or its own
+  interval, if longer), and never less than the server's ``Retry-After``
+  within that cap.
+* a batch answered 400/422 (or 413 for a single sample; larger batches are
+  split first) will never be taken: it moves to the spool's quarantine. So does
+  a batch answered 500 ``POISON_500_LIMIT`` times in a row while the server
+  answers the heartbeat: one bad batch must not block the spool forever.
+* 401/403: the server refuses the key. Pushing and polling stop, the data is
+  kept, ``status`` and the log say so; the key is re-checked (one heartbeat)
+  every back-off period, and everything resumes once it is accepted.
+* a command result answered 409 (already final) or 404 is done; 400/413/422 get
+  one shorter report (status and reason, no result object); busy answers keep
+  it owed.
 """
 
 from __future__ import annotations
@@ -13,6 +31,7 @@ import secrets
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
@@ -20,14 +39,24 @@ from pathlib import Path
 from typing import Any
 
 from homepot_agent.config import AgentConfig
-from homepot_agent.spool import Spool, wire_samples
+from homepot_agent.executor import FAILED, Outcome
+from homepot_agent.files import write_private
+from homepot_agent.ledger import INTERRUPTED
+from homepot_agent.spool import Batch, Spool, wire_samples
 from homepot_agent.transport import ApiClient, Refused, Unreachable
 
 logger = logging.getLogger("homepot_agent")
 
 MAX_BATCH_SAMPLES = 500
-MAX_BACKOFF_SECONDS = 300.0
 POLL_BOUNDS = (1.0, 600.0)
+PERMANENT_BATCH_STATUSES = frozenset({400, 413, 422})
+POISON_500_LIMIT = 5
+DONE_RESULT_STATUSES = frozenset({404, 409})  # the server has a final state, or no command
+SHUTDOWN_GRACE_SECONDS = 5.0
+# These change the agent itself (its settings; the machine): they run on the
+# loop's own thread, never beside it.
+INLINE_COMMANDS = frozenset({"reboot", "update_config"})
+Sample = tuple[float, dict[str, float]]
 
 
 @dataclass
@@ -44,11 +73,23 @@ class Schedule:
         missed = max(0, int((now - self.due) // self.interval))
         self.due += self.interval * (missed + 1)
 
-    def back_off(self, now: float, jitter: Callable[[], float] = random.random) -> None:
-        """Exponential backoff with jitter after a network failure."""
+    def back_off(
+        self,
+        now: float,
+        *,
+        cap: float,
+        retry_after: float | None = None,
+        jitter: Callable[[], float] = random.random,
+    ) -> None:
+        """Exponential back-off with jitter after a failure, capped so the agent is
+        back soon after the server is (but never sooner than its own interval)."""
         self.failures += 1
-        delay = min(MAX_BACKOFF_SECONDS, self.interval * 2 ** min(self.failures, 10))
-        self.due = now + delay * (0.5 + jitter())
+        ceiling = max(cap, self.interval)
+        delay = min(ceiling, self.interval * 2 ** min(self.failures - 1, 30))
+        delay *= 0.5 + 0.5 * jitter()  # a fleet does not come back all at once
+        if retry_after is not None:
+            delay = max(delay, min(ceiling, retry_after))
+        self.due = now + delay
 
 
 @dataclass
@@ -61,7 +102,60 @@ class Status:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+class CommandWorker:
+    """Runs one command at a time on a thread of its own, so the loop keeps
+    collecting and pushing while it runs. Only the ledger (thread-safe) is
+    shared with the loop; every HTTP request stays on the loop's thread."""
+
+    def __init__(self, on_done: Callable[[], None] = lambda: None) -> None:
+        self.on_done = on_done
+        self.current: str | None = None
+        self._thread: threading.Thread | None = None
+        self._finished = threading.Event()
+
+    def busy(self) -> bool:
+        return self._thread is not None and self._thread.is_alive()
+
+    def start(self, command_id: str, job: Callable[[], None]) -> None:
+        def run() -> None:
+            try:
+                job()
+            finally:
+                self.current = None
+                self._finished.set()
+                self.on_done()
+
+        self.current = command_id
+        self._thread = threading.Thread(target=run, name=f"command-{command_id}", daemon=True)
+        self._thread.start()
+
+    def take_finished(self) -> bool:
+        """True once after a command finished."""
+        if self._finished.is_set():
+            self._finished.clear()
+            return True
+        return False
+
+    def join(self, timeout: float) -> None:
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+
+class InlineWorker(CommandWorker):
+    """Runs the command right away on the caller's thread (simulated devices,
+    whose commands take no time)."""
+
+    def busy(self) -> bool:
+        return False
+
+    def start(self, command_id: str, job: Callable[[], None]) -> None:
+        job()
+        self._finished.set()
+
+
 class Agent:
+    POISON_500_LIMIT = POISON_500_LIMIT
+
     def __init__(
         self,
         config: AgentConfig,
@@ -74,6 +168,7 @@ class Agent:
         clock: Callable[[], float] = time.monotonic,
         wall_clock: Callable[[], float] = time.time,
         attributes: Callable[[], dict[str, Any]] = lambda: {},
+        worker: CommandWorker | None = None,
     ) -> None:
         self.config = config
         self.client = client
@@ -84,8 +179,18 @@ class Agent:
         self.clock = clock
         self.wall_clock = wall_clock
         self.attributes = attributes
-        self.buffer: list[tuple[float, dict[str, float]]] = []
+        # Which process this is: two agents sharing one identity (a copied
+        # state directory) show the server two instance ids.
+        self.instance_id = secrets.token_hex(16)
+        self._wake = threading.Event()
+        self.worker = worker or CommandWorker(on_done=self.wake)
+        self.buffer: list[Sample] = []
+        self.waiting: deque[dict[str, Any]] = deque()  # delivered, claimed, not yet started
         self.status = Status()
+        self.key_refused = ""
+        self.rebooting = False
+        self.last_failure: Exception | None = None
+        self._500s: dict[str, int] = {}
         now = clock()
         self.collecting = Schedule(config.collect_interval, now)
         self.pushing = Schedule(config.push_interval, now + config.push_interval)
@@ -99,137 +204,270 @@ class Agent:
         self.pushing.interval = config.push_interval
         self.polling.interval = config.poll_interval
 
-    # --- one step of each job ------------------------------------------------------
+    def wake(self) -> None:
+        """Make the loop look at its jobs now (a command finished; a stop signal)."""
+        self._wake.set()
+
+    def commands_busy(self) -> bool:
+        return self.worker.busy()
+
+    # --- telemetry -------------------------------------------------------------------------
 
     def collect_once(self) -> None:
         self.buffer.append((self.wall_clock(), self.collect()))
+        # Memory holds no more than the spool may: beyond that, samples go to
+        # the spool, which drops (and counts) the oldest when it is full.
+        if len(self.buffer) >= min(MAX_BATCH_SAMPLES, self.config.spool_max_samples):
+            self.flush()
 
     def push_once(self) -> bool:
-        """Send the spool (oldest first), then the buffer. False if that failed;
-        whatever was not sent then waits in the spool."""
+        """Send the spool (oldest first, the buffer last), then a heartbeat.
+        False if that failed; whatever was not sent waits in the spool."""
+        self.flush()  # on disk first: a stop (or a crash) loses nothing collected
         try:
+            if self.key_refused:
+                self._check_key()
             self._drain_spool()
-            self._send_buffer()
-            self.client.heartbeat(
-                {
-                    **self.attributes(),
-                    "spool_depth": self.spool.depth(),
-                    "spool_dropped": self.spool.dropped(),
-                }
-            )
+            self._heartbeat()
         except (Unreachable, Refused) as exc:
-            self.flush()
-            self._note_error(exc)
+            self._failed(exc)
             return False
         self.status.last_push = self.wall_clock()
         return True
 
-    def _send_buffer(self) -> None:
-        if not self.buffer:
-            return
-        batch, self.buffer = self.buffer, []
-        batch_id = f"{self.spool.prefix}-m{secrets.token_hex(8)}"
-        try:
-            self._send(batch_id, batch)
-        except (Unreachable, Refused):
-            # Keep its id: if the server did store it, the retry is recognised.
-            self.spool.add(batch, batch_id=batch_id)
-            raise
-
     def _drain_spool(self) -> None:
         while (batch := self.spool.oldest_batch(MAX_BATCH_SAMPLES)) is not None:
-            self._send(batch.batch_id, batch.samples)
+            try:
+                self.client.push(batch_id=batch.batch_id, samples=wire_samples(batch.samples))
+            except Refused as exc:
+                if exc.status == 413 and self.spool.split_batch(batch.batch_id):
+                    continue  # too large: the halves go as two batches
+                if exc.status not in PERMANENT_BATCH_STATUSES:
+                    raise  # the key, a redirect, ...: nothing wrong with the batch
+                self._quarantine(batch, f"HTTP {exc}")
+                continue
+            except Unreachable as exc:
+                if exc.status == 500 and self._poisoned(batch.batch_id):
+                    self._quarantine(batch, f"HTTP 500 {POISON_500_LIMIT} times in a row")
+                    continue
+                raise
+            self._500s.pop(batch.batch_id, None)
             self.spool.remove_batch(batch.batch_id)
 
-    def _send(self, batch_id: str, samples: list[tuple[float, dict[str, float]]]) -> None:
+    def _poisoned(self, batch_id: str) -> bool:
+        """Count a 500 against this batch only if the server answers otherwise:
+        a server failing as a whole must not send the whole spool to quarantine."""
         try:
-            self.client.push(batch_id=batch_id, samples=wire_samples(samples))
-        except Refused as exc:
-            if exc.status in (401, 403):
-                raise  # the key: nothing to drop, the operator must act
-            # The server will never take this batch: keep the rest flowing.
-            logger.error("server refused batch %s (%s); dropping it", batch_id, exc)
+            self._heartbeat()
+        except (Unreachable, Refused):
+            return False
+        self._500s[batch_id] = self._500s.get(batch_id, 0) + 1
+        return self._500s[batch_id] >= POISON_500_LIMIT
+
+    def _quarantine(self, batch: Batch, reason: str) -> None:
+        logger.error(
+            "the server will not take batch %s (%d samples): %s; kept in quarantine",
+            batch.batch_id,
+            len(batch.samples),
+            reason,
+        )
+        self._500s.pop(batch.batch_id, None)
+        self.spool.quarantine(batch.batch_id, reason)
+
+    def _heartbeat(self) -> None:
+        self.client.heartbeat(
+            {
+                **self.attributes(),
+                "instance_id": self.instance_id,
+                "spool_depth": self.spool.depth(),
+                "spool_dropped": self.spool.dropped(),
+                "quarantined": self.spool.quarantined(),
+            }
+        )
+
+    def _check_key(self) -> None:
+        """One heartbeat; raises while the key is still refused."""
+        self._heartbeat()
+        logger.warning("the server accepts this device's key again; resuming")
+        self.key_refused = ""
+
+    def flush(self) -> None:
+        if self.buffer:
+            self.spool.add(self.buffer)
+            self.buffer = []
+
+    # --- commands --------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
-        """Send results still owed, then fetch and run pending commands."""
+        """Send results still owed, then start the next command if none runs."""
+        if self.key_refused:
+            return False  # push_once checks the key; nothing is asked for meanwhile
         try:
-            for command_id, report in self.ledger.unsent():
-                self._report(command_id, report)
-            pending = self.client.pending()
+            self._send_owed_results()
+            if not self.rebooting:
+                self._next_command()
+            if not self.worker.busy():
+                self._send_owed_results()  # what ran inline just now
         except (Unreachable, Refused) as exc:
-            self._note_error(exc)
+            self._failed(exc)
             return False
+        self.status.last_poll = self.wall_clock()
+        return True
+
+    def _next_command(self) -> None:
+        self._start_waiting()
+        if self.waiting or self.worker.busy():
+            return
+        # One at a time: a command delivered now is started now, so no
+        # command waits here while its ack deadline runs out.
+        pending = self.client.pending(limit=1)
         if pending.advised_interval:
             low, high = POLL_BOUNDS
             self.polling.interval = min(high, max(low, pending.advised_interval))
-        self.status.last_poll = self.wall_clock()
         for command in pending.commands:
-            self.run_command(command)
-        return True
+            self._take(command)
+        self._start_waiting()
 
     def run_command(self, command: dict[str, Any]) -> None:
+        """Take on a delivered command: start it, or answer a redelivery."""
+        try:
+            self._take(command)
+            self._start_waiting()
+        except (Unreachable, Refused) as exc:
+            self._failed(exc)
+
+    def _take(self, command: dict[str, Any]) -> None:
         command_id = str(command["command_id"])
-        if not self.ledger.claim(command_id):
-            self._redelivered(command_id)
+        if any(str(c["command_id"]) == command_id for c in self.waiting):
             return
-        outcome = self.executor.check(command)
-        if outcome is None:
+        if self.ledger.claim(command_id):
+            self.waiting.append(command)
+        else:
+            self._redelivered(command)
+
+    def _start_waiting(self) -> None:
+        """Start waiting commands while the worker is free: ack each as it starts.
+        An ack that gets no answer leaves the command waiting for the next poll."""
+        while self.waiting and not self.worker.busy():
+            command = self.waiting[0]
+            command_id = str(command["command_id"])
+            refused = self.executor.check(command)
+            if refused is not None:  # nothing runs, so nothing to acknowledge
+                self.waiting.popleft()
+                self._record_and_report(command_id, refused)
+                continue
             try:
                 self.client.ack(self.config.device_id, command_id)
-            except Refused as exc:  # canceled meanwhile, or no longer ours to run
+            except Refused as exc:
+                if exc.key_refused or 300 <= exc.status < 400:
+                    raise
+                # canceled or re-queued meanwhile: not ours to run now
+                self.waiting.popleft()
+                self.ledger.release(command_id)
                 logger.warning("command %s not acknowledged (%s); not running it", command_id, exc)
-                return
-            except Unreachable as exc:
-                self._note_error(exc)
-                self.ledger.release(command_id)  # it never started: a redelivery may run it
-                return
+                continue
+            self.waiting.popleft()
+            self.ledger.mark_started(command_id)
+            if command.get("command_type") in INLINE_COMMANDS:
+                self._run_inline(command_id, command)
+            else:
+                self.worker.start(command_id, lambda c=command, i=command_id: self._execute(i, c))
+
+    def _execute(self, command_id: str, command: dict[str, Any]) -> None:
+        """On the worker thread: run it and record the result (sent by the loop)."""
+        try:
             outcome = self.executor.execute(command)
+        except Exception as exc:  # a bug here must still leave a result
+            logger.exception("command %s failed in the agent", command_id)
+            outcome = Outcome(FAILED, {}, error=f"the agent failed running it: {exc}")
+        self.ledger.record_result(command_id, outcome.as_report(_iso(self.wall_clock())))
+
+    def _run_inline(self, command_id: str, command: dict[str, Any]) -> None:
+        outcome = self.executor.execute(command)
         report = outcome.as_report(_iso(self.wall_clock()))
-        rebooting = command.get("command_type") == "reboot" and outcome.status == "in_progress"
-        if rebooting:  # noted first: a crash right after must still confirm it
-            self.ledger.note_reboot(command_id, outcome.result.get("boot_id", ""))
-        self.ledger.record_result(command_id, report)
-        if rebooting:
-            self._try_report(command_id, report)
-            failure = self.executor.reboot_now()  # None: the machine is going down
-            if failure is not None:
-                report = failure.as_report(_iso(self.wall_clock()))
-                self.ledger.record_result(command_id, report)
-                self._try_report(command_id, report)
+        if command.get("command_type") != "reboot" or outcome.status != "in_progress":
+            self._record_and_report(command_id, outcome)
             return
+        # noted first: a crash right after must still confirm it
+        self.ledger.note_reboot(command_id, outcome.result.get("boot_id", ""))
+        self.ledger.record_result(command_id, report)
+        self._try_report(command_id, report)
+        failure = self.executor.reboot_now()  # None: the machine is going down
+        if failure is None:
+            self.rebooting = True  # take on nothing more
+            return
+        self._record_and_report(command_id, failure)
+
+    def _record_and_report(self, command_id: str, outcome: Outcome) -> None:
+        report = outcome.as_report(_iso(self.wall_clock()))
+        self.ledger.record_result(command_id, report)
         self._try_report(command_id, report)
 
-    def _redelivered(self, command_id: str) -> None:
+    def _redelivered(self, command: dict[str, Any]) -> None:
         """A command this device already took on came again: it is never run twice.
-        The server gets the result it missed, or learns the run was interrupted."""
-        logger.warning("command %s was delivered again; not running it twice", command_id)
+        The server gets the result it missed, or learns the run was cut off."""
+        command_id = str(command["command_id"])
+        if self.worker.current == command_id:
+            return  # running right now; its result follows
         report = self.ledger.report_of(command_id)
-        if report is None:  # the agent stopped while it ran
+        if report is None and not self.ledger.started_without_result(command_id):
+            self.waiting.append(command)  # claimed but never started: it may run
+            return
+        logger.warning("command %s was delivered again; not running it twice", command_id)
+        if report is None:  # started, then cut off by a stop: never run it again
             report = {
-                "status": "failed",
+                "status": FAILED,
                 "result": {},
-                "error": "interrupted (agent restart) before its result was recorded; "
-                "not run again",
+                "error": INTERRUPTED,
                 "executed_at": _iso(self.wall_clock()),
             }
             self.ledger.record_result(command_id, report)
         self._try_report(command_id, report)
 
+    def _send_owed_results(self) -> None:
+        for command_id, report in self.ledger.unsent():
+            try:
+                self._send_result(command_id, report)
+            except Unreachable as exc:
+                if exc.status != 500:
+                    raise  # busy or away: the rest waits too
+                logger.warning("result of %s answered 500; sent again later", command_id)
+
     def _try_report(self, command_id: str, report: dict[str, Any]) -> None:
         try:
-            self._report(command_id, report)
+            self._send_result(command_id, report)
         except (Unreachable, Refused) as exc:
-            self._note_error(exc)  # sent with the next poll, even after a restart
+            self._failed(exc)  # sent with the next poll, even after a restart
 
-    def _report(self, command_id: str, report: dict[str, Any]) -> None:
+    def _send_result(self, command_id: str, report: dict[str, Any]) -> None:
+        """Send one result; marked sent once the server has a final answer for it.
+        Raises (keeping it owed) when the server is busy or refuses the key."""
         try:
             self.client.report(command_id, report)
         except Refused as exc:
-            if exc.status in (401, 403):
-                raise  # our key, not the report: keep it to send later
-            # 409: the server already has a final state for it (late or repeated report)
-            logger.warning("result of %s refused (%s)", command_id, exc)
+            if exc.status in PERMANENT_BATCH_STATUSES:
+                self._send_short_result(command_id, report, exc)
+            elif exc.status in DONE_RESULT_STATUSES:
+                logger.warning("result of %s not taken (%s): already final there", command_id, exc)
+            else:
+                raise
         self.ledger.mark_sent(command_id)
+
+    def _send_short_result(self, command_id: str, report: dict[str, Any], exc: Refused) -> None:
+        """The full result was refused: the status and why, without the result object."""
+        short = {
+            "status": report.get("status", FAILED),
+            "result": {},
+            "exit_code": None,
+            "error": f"the server refused the full result: {exc.detail}"[:2000],
+            "executed_at": report.get("executed_at"),
+        }
+        try:
+            self.client.report(command_id, short)
+        except Refused as again:
+            if again.key_refused:
+                raise
+            logger.error("result of %s refused (%s); giving up on it", command_id, again)
 
     def confirm_reboot(self) -> None:
         confirmed = self.executor.confirm_reboot(self.ledger)
@@ -237,26 +475,47 @@ class Agent:
             command_id, outcome = confirmed
             self.ledger.record_result(command_id, outcome.as_report(_iso(self.wall_clock())))
 
-    def _note_error(self, exc: Exception) -> None:
+    def start_up(self) -> None:
+        """After a (re)start: confirm a pending reboot; report commands a crash cut off."""
+        self.confirm_reboot()
+        for command_id in self.ledger.recover(_iso(self.wall_clock())):
+            logger.error(
+                "command %s was running when the agent stopped; reported failed, not run again",
+                command_id,
+            )
+
+    def _failed(self, exc: Exception) -> None:
+        self.last_failure = exc
         self.status.last_error = str(exc)
-        if isinstance(exc, Refused) and exc.status in (401, 403):
-            logger.error("the server refuses this device's key (%s): re-register or rotate", exc)
+        if isinstance(exc, Refused) and exc.key_refused:
+            if not self.key_refused:
+                logger.error(
+                    "the server refuses this device's key (%s): pushing and polling stop, "
+                    "samples are kept; re-register or rotate the key",
+                    exc,
+                )
+            self.key_refused = str(exc)
+        elif isinstance(exc, Refused):
+            logger.error("the server refused a request (%s); kept, tried again later", exc)
         else:
-            logger.warning("server unreachable: %s", exc)
+            logger.warning("server unreachable or busy: %s", exc)
 
     # --- the loop ----------------------------------------------------------------------
 
     def run(self, stop: threading.Event, status_path: Path | None = None) -> None:
-        """Run until `stop` is set; then keep unsent samples in the spool."""
-        self.confirm_reboot()
+        """Run until `stop` is set (call wake() with it); then keep unsent samples
+        in the spool."""
+        self.start_up()
         try:
             while not stop.is_set():
                 self.step()
                 if status_path is not None:
                     self.write_status(status_path)
                 wait = min(s.due for s in (self.collecting, self.pushing, self.polling))
-                stop.wait(max(0.0, wait - self.clock()))
+                self._wake.wait(max(0.0, wait - self.clock()))
+                self._wake.clear()
         finally:
+            self.worker.join(SHUTDOWN_GRACE_SECONDS)  # let a short command record its result
             self.flush()
 
     def step(self) -> None:
@@ -264,27 +523,36 @@ class Agent:
         if now >= self.collecting.due:
             self.collect_once()
             self.collecting.advance(now)
-        for schedule, job in ((self.pushing, self.push_once), (self.polling, self.poll_once)):
-            if now >= schedule.due:
-                if job():
-                    schedule.advance(now)
-                else:
-                    schedule.back_off(now)
+        if self.worker.take_finished() and not self.polling.failures:
+            self.polling.due = min(self.polling.due, now)  # report it; take the next one
+        self._run_job(self.pushing, self.push_once, now)
+        if not self.worker.busy():
+            self._run_job(self.polling, self.poll_once, now)
+        elif now >= self.polling.due:
+            self.polling.advance(now)  # busy: asking for more would only make it wait
 
-    def flush(self) -> None:
-        if self.buffer:
-            self.spool.add(self.buffer)
-            self.buffer = []
+    def _run_job(self, schedule: Schedule, job: Callable[[], bool], now: float) -> None:
+        if now < schedule.due:
+            return
+        if job():
+            schedule.advance(now)
+            return
+        retry_after = getattr(self.last_failure, "retry_after", None)
+        schedule.back_off(now, cap=self.config.max_backoff, retry_after=retry_after)
 
     def write_status(self, path: Path) -> None:
         status = {
             "last_push": self.status.last_push,
             "last_poll": self.status.last_poll,
             "last_error": self.status.last_error,
+            "key_refused": self.key_refused or None,
             "spool_depth": self.spool.depth(),
             "spool_dropped": self.spool.dropped(),
+            **self.spool.quarantine_summary(),
+            "command_running": self.worker.current,
+            "instance_id": self.instance_id,
         }
-        path.write_text(json.dumps(status))
+        write_private(path, json.dumps(status))
 
 
 def _iso(ts: float) -> str:

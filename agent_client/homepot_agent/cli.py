@@ -21,7 +21,9 @@ from homepot_agent.config import (
     ConfigError,
     load_config,
     save_config,
+    validate,
 )
+from homepot_agent.files import private_dir
 from homepot_agent.transport import ApiClient, Refused, Unreachable
 
 EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
@@ -49,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     )
 
     sub.add_parser("run", help="the daemon")
-    sub.add_parser("status", help="identity, server, spool, last push and poll")
+    sub.add_parser("status", help="identity, server, spool, quarantine, last push and poll")
+    quarantine = sub.add_parser("quarantine", help="batches the server refused for good")
+    quarantine.add_argument(
+        "--requeue", action="store_true", help="move them back to the spool to be sent again"
+    )
     collect = sub.add_parser("collect", help="print one sample as JSON")
     collect.add_argument("--once", action="store_true", required=True)
 
@@ -62,6 +68,9 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--interval", type=float, default=10.0, help="collect/poll seconds")
     simulate.add_argument(
         "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the server"
+    )
+    simulate.add_argument(
+        "--allow-insecure-http", action="store_true", help="plain http to another host"
     )
     return parser
 
@@ -90,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
-    existing = load_config(config_path) if config_path.exists() else AgentConfig()
+    existing = load_config(config_path)
     if existing.device_id and existing.key_path.exists() and not args.force:
         print(
             f"homepot-agent: already registered as {existing.device_id}; use --force to replace",
@@ -104,6 +113,7 @@ def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
         device_id=args.device_id,
         state_dir=args.state_dir or existing.state_dir,
     )
+    validate(config)  # before the token goes anywhere
     client = ApiClient(config.server_url, verify=config.tls_verify())
     wait_for_server(client, args.wait)
     device = {
@@ -134,7 +144,7 @@ def wait_for_server(client: ApiClient, seconds: float) -> None:
 
 def write_key(path: Path, api_key: str) -> None:
     """The key file is readable by the agent's user only (0600) from its first byte."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    private_dir(path.parent)
     descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(descriptor, "w") as handle:
         handle.write(api_key)
@@ -163,8 +173,13 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     config = _registered(config_path)
     agent = build_agent(config, api_key=read_key(config))
     stop = threading.Event()
+
+    def request_stop(*_: object) -> None:
+        stop.set()
+        agent.wake()
+
     for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+        signal.signal(signum, request_stop)
     logger.info(
         "homepot-agent %s running as %s against %s",
         __version__,
@@ -207,6 +222,20 @@ def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
     return code
 
 
+def cmd_quarantine(args: argparse.Namespace, config_path: Path) -> int:
+    """What the server refused for good; --requeue sends it again (after a server fix)."""
+    from homepot_agent.spool import Spool
+
+    config = _registered(config_path)
+    spool = Spool(config.spool_path, config.spool_max_samples)
+    summary = spool.quarantine_summary()
+    if args.requeue:
+        summary["requeued_samples"] = spool.requeue_quarantine()
+    spool.close()
+    print(json.dumps(summary, indent=2))
+    return EXIT_OK
+
+
 def cmd_collect(args: argparse.Namespace, config_path: Path) -> int:
     from homepot_agent.collectors import build_collectors, collect_all
 
@@ -226,6 +255,7 @@ COMMANDS = {
     "register": cmd_register,
     "run": cmd_run,
     "status": cmd_status,
+    "quarantine": cmd_quarantine,
     "collect": cmd_collect,
     "simulate": cmd_simulate,
 }

@@ -5,11 +5,14 @@ A bad value stops the agent with a message naming the key.
 
 from __future__ import annotations
 
+import ipaddress
+import math
 import os
 import sys
 from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,6 +54,8 @@ class AgentConfig:
     output_max_chars: int = 65_536
     verify_tls: bool = True
     ca_bundle: str = ""
+    allow_insecure_http: bool = False
+    max_backoff: float = 60.0
 
     @property
     def key_path(self) -> Path:
@@ -71,7 +76,13 @@ class AgentConfig:
         return self.ca_bundle or True
 
 
-_POSITIVE = {"collect_interval", "push_interval", "poll_interval", "command_timeout"}
+_POSITIVE = {
+    "collect_interval",
+    "push_interval",
+    "poll_interval",
+    "command_timeout",
+    "max_backoff",
+}
 _AT_LEAST_ONE = {"spool_max_samples", "output_max_chars"}
 KNOWN_COLLECTORS = {"system", "services", "agent"}
 
@@ -115,6 +126,8 @@ _TYPES = {
     "command_timeout": float,
     "output_max_chars": int,
     "verify_tls": bool,
+    "allow_insecure_http": bool,
+    "max_backoff": float,
 }
 
 
@@ -132,8 +145,9 @@ def config_from_mapping(values: dict[str, Any], base: AgentConfig | None = None)
 
 def validate(config: AgentConfig) -> None:
     for name in _POSITIVE:
-        if getattr(config, name) <= 0:
-            raise ConfigError(f"{name}: must be more than 0")
+        value = getattr(config, name)
+        if not math.isfinite(value) or value <= 0:
+            raise ConfigError(f"{name}: must be a finite number more than 0")
     for name in _AT_LEAST_ONE:
         if getattr(config, name) < 1:
             raise ConfigError(f"{name}: must be at least 1")
@@ -145,6 +159,31 @@ def validate(config: AgentConfig) -> None:
         raise ConfigError(f"allowed_commands: unknown command {bad[0]!r}")
     if config.server_url and not config.server_url.startswith(("http://", "https://")):
         raise ConfigError(f"server_url: {config.server_url!r} is not an http(s) URL")
+    if (
+        config.server_url.startswith("http://")
+        and not config.allow_insecure_http
+        and not is_loopback(config.server_url)
+    ):
+        # The API key and every result would cross the network in clear text.
+        raise ConfigError(
+            f"server_url: {config.server_url!r} is plain http to another machine: use https, "
+            "or set allow_insecure_http = true to accept sending the key unencrypted"
+        )
+
+
+def is_loopback(url: str) -> bool:
+    """True if the URL names this machine by a loopback address or "localhost"
+    (no DNS lookup: the name as written decides)."""
+    try:
+        host = urlsplit(url).hostname or ""
+    except ValueError:
+        return False
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def load_config(path: Path | None = None, environ: dict[str, str] | None = None) -> AgentConfig:

@@ -4,6 +4,10 @@ One SQLite row per command id, written before anything runs:
 
 * ``claim`` inserts the row; a redelivered id finds it and is never run twice,
   even after the agent (or the machine) restarted.
+* ``mark_started`` notes that the server took the ack and the command is about
+  to run. A claim without it never ran (``release`` forgets it, and so does
+  ``recover`` at start-up); a started command without a result was cut off by
+  a crash, and ``recover`` records it ``failed`` instead of running it again.
 * ``record_result`` keeps the report to send; ``unsent`` gives it back until the
   server took it (``mark_sent``), so a result survives a restart.
 * ``note_reboot`` keeps the boot id from before a reboot; the reboot stays
@@ -24,6 +28,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from homepot_agent.files import private_file
+
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS commands (
     command_id     TEXT PRIMARY KEY,
@@ -33,15 +39,22 @@ CREATE TABLE IF NOT EXISTS commands (
     report_seq     INTEGER,
     sent           INTEGER NOT NULL DEFAULT 0,
     sent_at        REAL,
-    reboot_boot_id TEXT
+    reboot_boot_id TEXT,
+    started        INTEGER NOT NULL DEFAULT 0
 )
 """
+# A ledger from before `started` existed: its claims may have run, so they count as started.
+_ADD_STARTED = "ALTER TABLE commands ADD COLUMN started INTEGER NOT NULL DEFAULT 1"
 IN_PROGRESS = "in_progress"
+INTERRUPTED = (
+    "the agent stopped (crash, kill or power loss) while this command ran, before its "
+    "result was recorded; not run again"
+)
 
 
 class CommandLedger:
     def __init__(self, path: Path) -> None:
-        self.path = Path(path)
+        self.path = private_file(Path(path))
         self._lock = threading.Lock()
         # Autocommit; multi-statement changes open their own transaction.
         self._db = sqlite3.connect(
@@ -50,6 +63,9 @@ class CommandLedger:
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.execute(_SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(commands)")}
+        if "started" not in columns:
+            self._db.execute(_ADD_STARTED)
 
     # --- running a command at most once ------------------------------------------------
 
@@ -62,13 +78,48 @@ class CommandLedger:
             )
             return cursor.rowcount == 1
 
+    def mark_started(self, command_id: str) -> None:
+        """The server took the ack: the command runs now (on disk before it does)."""
+        with self._lock:
+            self._db.execute("UPDATE commands SET started = 1 WHERE command_id = ?", (command_id,))
+
+    def started_without_result(self, command_id: str) -> bool:
+        with self._lock:
+            row = self._db.execute(
+                "SELECT started, report FROM commands WHERE command_id = ?", (command_id,)
+            ).fetchone()
+        return bool(row and row[0] and row[1] is None)
+
     def release(self, command_id: str) -> None:
         """Forget a claim whose command never started (its ack did not get through),
         so that a redelivery may run it."""
         with self._lock:
             self._db.execute(
-                "DELETE FROM commands WHERE command_id = ? AND report IS NULL", (command_id,)
+                "DELETE FROM commands WHERE command_id = ? AND report IS NULL AND started = 0",
+                (command_id,),
             )
+
+    def recover(self, executed_at: str) -> list[str]:
+        """At start-up: claims that never started are forgotten; commands that
+        started and have no result were cut off, and are recorded ``failed``
+        (sent with the first poll). The ids recorded failed."""
+        report = {
+            "status": "failed",
+            "result": {},
+            "error": INTERRUPTED,
+            "executed_at": executed_at,
+        }
+        with self._lock:
+            self._db.execute("DELETE FROM commands WHERE started = 0 AND report IS NULL")
+            cut_off = [
+                row[0]
+                for row in self._db.execute(
+                    "SELECT command_id FROM commands WHERE started = 1 AND report IS NULL"
+                )
+            ]
+        for command_id in cut_off:
+            self.record_result(command_id, report)
+        return cut_off
 
     def report_of(self, command_id: str) -> dict[str, Any] | None:
         """The last report recorded for the command, if any."""

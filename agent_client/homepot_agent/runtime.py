@@ -9,13 +9,14 @@ from homepot_agent.agent import Agent, host_attributes
 from homepot_agent.collectors import boot_id, build_collectors, collect_all
 from homepot_agent.config import AgentConfig
 from homepot_agent.executor import Executor
+from homepot_agent.files import private_dir
 from homepot_agent.ledger import CommandLedger
 from homepot_agent.spool import Spool
 from homepot_agent.transport import ApiClient
 
 
 def build_agent(config: AgentConfig, *, api_key: str, **overrides: Any) -> Agent:
-    config.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(config.state_dir)
     client = overrides.pop("client", None) or ApiClient(
         config.server_url,
         device_id=config.device_id,

@@ -16,9 +16,10 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from homepot_agent.agent import Agent
-from homepot_agent.config import ALL_COMMANDS, AgentConfig
+from homepot_agent.agent import Agent, InlineWorker
+from homepot_agent.config import ALL_COMMANDS, AgentConfig, validate
 from homepot_agent.executor import Outcome
+from homepot_agent.files import private_dir, write_private
 from homepot_agent.ledger import CommandLedger
 from homepot_agent.spool import Spool
 from homepot_agent.transport import ApiClient, Refused
@@ -78,15 +79,14 @@ def _enroll(args: argparse.Namespace, device_id: str, key_file: Path) -> str:
         "is_simulated": True,
     }
     api_key = client.register(site_id=args.site, token=args.token, device=body)["api_key"]
-    key_file.write_text(api_key)
-    key_file.chmod(0o600)
+    write_private(key_file, api_key)
     return api_key
 
 
 def build_fleet(args: argparse.Namespace) -> list[Agent]:
     from homepot_agent.cli import wait_for_server
 
-    args.state_dir.mkdir(parents=True, exist_ok=True)
+    private_dir(args.state_dir)
     wait_for_server(ApiClient(args.server), args.wait)
     host = socket.gethostname().split(".")[0]
     agents = []
@@ -106,7 +106,9 @@ def build_fleet(args: argparse.Namespace) -> list[Agent]:
             collect_interval=args.interval,
             push_interval=args.interval * 3,
             poll_interval=args.interval,
+            allow_insecure_http=getattr(args, "allow_insecure_http", False),
         )
+        validate(config)
         agents.append(
             Agent(
                 config,
@@ -116,6 +118,7 @@ def build_fleet(args: argparse.Namespace) -> list[Agent]:
                 ledger=CommandLedger(args.state_dir / f"{device_id}.commands.sqlite3"),
                 spool=Spool(args.state_dir / f"{device_id}.spool.sqlite3", 10_000),
                 attributes=lambda d=device_id: {"simulated": True, "hostname": d},
+                worker=InlineWorker(),  # its commands take no time: no thread per device
             )
         )
     return agents
@@ -123,6 +126,8 @@ def build_fleet(args: argparse.Namespace) -> list[Agent]:
 
 def run_fleet(args: argparse.Namespace) -> int:
     agents = build_fleet(args)
+    for agent in agents:
+        agent.start_up()
     logger.info("simulating %d devices against %s", len(agents), args.server)
     stop = threading.Event()
     for signum in (signal.SIGTERM, signal.SIGINT):

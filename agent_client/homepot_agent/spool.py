@@ -1,8 +1,15 @@
-"""A bounded on-disk spool of samples (SQLite), for when the server is away.
+"""A bounded on-disk spool of samples (SQLite): everything collected waits here
+until the server has taken it.
 
-Samples keep the batch id they were first sent under, so a batch whose
-answer was lost is re-sent under the same id and the server stores it once.
-When the spool is full, the oldest samples go first, and are counted.
+* Samples keep the batch id they were first sent under, so a batch whose
+  answer was lost is re-sent under the same id and the server stores it once.
+  Batch ids are random (128 bits), never derived from row ids: two agents
+  started from copies of one state directory never make the same id for
+  different samples.
+* When the spool is full, the oldest samples go first, and are counted.
+* A batch the server will never take (400/413/422, or 500 again and again)
+  moves to a quarantine table: kept on disk, counted, shown by
+  ``homepot-agent status``, and bounded like the spool.
 """
 
 from __future__ import annotations
@@ -10,9 +17,12 @@ from __future__ import annotations
 import json
 import secrets
 import sqlite3
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from homepot_agent.files import private_file
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS samples (
@@ -22,6 +32,14 @@ CREATE TABLE IF NOT EXISTS samples (
     metrics TEXT NOT NULL
 );
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS quarantine (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    batch_id TEXT NOT NULL,
+    ts REAL NOT NULL,
+    metrics TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    quarantined_at REAL NOT NULL
+);
 """
 
 
@@ -32,16 +50,17 @@ class Batch:
     last_id: int
 
 
+def new_batch_id() -> str:
+    return secrets.token_hex(16)
+
+
 class Spool:
     def __init__(self, path: Path, max_samples: int) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        private_file(path)
         self.max_samples = max_samples
         self.db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.executescript(SCHEMA)
-        # Batch ids start with a per-spool prefix: a new spool file never
-        # reuses an id the server has already seen.
-        self.prefix = self._meta("prefix") or self._set_meta("prefix", secrets.token_hex(4))
 
     def _meta(self, key: str) -> str | None:
         row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
@@ -51,8 +70,8 @@ class Spool:
         self.db.execute("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", (key, value))
         return value
 
-    def new_batch_id(self, first: int, last: int) -> str:
-        return f"{self.prefix}-{first}-{last}"
+    def _count(self, key: str, more: int) -> None:
+        self._set_meta(key, str(int(self._meta(key) or 0) + more))
 
     def add(
         self, samples: list[tuple[float, dict[str, float]]], batch_id: str | None = None
@@ -63,19 +82,22 @@ class Spool:
                 "INSERT INTO samples (batch_id, ts, metrics) VALUES (?, ?, ?)",
                 [(batch_id, ts, json.dumps(metrics)) for ts, metrics in samples],
             )
-            self._trim()
+            self._trim("samples", "dropped")
 
-    def _trim(self) -> None:
-        excess = self.depth() - self.max_samples
+    def _trim(self, table: str, counter: str) -> None:
+        excess = self._depth(table) - self.max_samples
         if excess > 0:
             self.db.execute(
-                "DELETE FROM samples WHERE id IN (SELECT id FROM samples ORDER BY id LIMIT ?)",
+                f"DELETE FROM {table} WHERE id IN (SELECT id FROM {table} ORDER BY id LIMIT ?)",
                 (excess,),
             )
-            self._set_meta("dropped", str(self.dropped() + excess))
+            self._count(counter, excess)
+
+    def _depth(self, table: str) -> int:
+        return self.db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
 
     def depth(self) -> int:
-        return self.db.execute("SELECT count(*) FROM samples").fetchone()[0]
+        return self._depth("samples")
 
     def dropped(self) -> int:
         return int(self._meta("dropped") or 0)
@@ -99,7 +121,7 @@ class Spool:
                         (first_id, limit),
                     )
                 ]
-                batch_id = self.new_batch_id(ids[0], ids[-1])
+                batch_id = new_batch_id()
                 self.db.execute(
                     "UPDATE samples SET batch_id = ? WHERE id BETWEEN ? AND ? AND batch_id IS NULL",
                     (batch_id, ids[0], ids[-1]),
@@ -115,6 +137,69 @@ class Spool:
 
     def remove_batch(self, batch_id: str) -> None:
         self.db.execute("DELETE FROM samples WHERE batch_id = ?", (batch_id,))
+
+    def split_batch(self, batch_id: str) -> bool:
+        """Give the newer half of a batch a new id (the server refused it as too
+        large, so it stored none of it). False if the batch has one sample."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            ids = [
+                row[0]
+                for row in self.db.execute(
+                    "SELECT id FROM samples WHERE batch_id = ? ORDER BY id", (batch_id,)
+                )
+            ]
+            if len(ids) < 2:
+                return False
+            newer = ids[len(ids) // 2 :]
+            self.db.execute(
+                "UPDATE samples SET batch_id = ? WHERE batch_id = ? AND id >= ?",
+                (new_batch_id(), batch_id, newer[0]),
+            )
+        return True
+
+    # --- quarantine ------------------------------------------------------------------------
+
+    def quarantine(self, batch_id: str, reason: str) -> None:
+        """Move a batch the server will never take out of the way of the others."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            self.db.execute(
+                "INSERT INTO quarantine (batch_id, ts, metrics, reason, quarantined_at)"
+                " SELECT batch_id, ts, metrics, ?, ? FROM samples WHERE batch_id = ? ORDER BY id",
+                (reason[:500], time.time(), batch_id),
+            )
+            self.db.execute("DELETE FROM samples WHERE batch_id = ?", (batch_id,))
+            self._trim("quarantine", "quarantine_dropped")
+
+    def quarantined(self) -> int:
+        """Samples in quarantine."""
+        return self._depth("quarantine")
+
+    def quarantine_summary(self) -> dict[str, Any]:
+        """What `status` shows: counts, and the newest batch's reason."""
+        batches = self.db.execute("SELECT count(DISTINCT batch_id) FROM quarantine").fetchone()[0]
+        last = self.db.execute(
+            "SELECT batch_id, reason FROM quarantine ORDER BY id DESC LIMIT 1"
+        ).fetchone()
+        return {
+            "quarantined_samples": self.quarantined(),
+            "quarantined_batches": batches,
+            "quarantine_dropped": int(self._meta("quarantine_dropped") or 0),
+            "last_quarantined": {"batch_id": last[0], "reason": last[1]} if last else None,
+        }
+
+    def requeue_quarantine(self) -> int:
+        """Put every quarantined sample back in the spool (new batch ids); how many."""
+        with self.db:
+            self.db.execute("BEGIN IMMEDIATE")
+            moved = self.db.execute(
+                "INSERT INTO samples (batch_id, ts, metrics)"
+                " SELECT NULL, ts, metrics FROM quarantine ORDER BY id"
+            ).rowcount
+            self.db.execute("DELETE FROM quarantine")
+            self._trim("samples", "dropped")
+        return moved
 
     def close(self) -> None:
         self.db.close()

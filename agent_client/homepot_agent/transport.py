@@ -1,8 +1,20 @@
-"""The agent's side of the HOMEPOT API (requests)."""
+"""The agent's side of the HOMEPOT API (requests).
+
+Every answer is sorted into one of two failures the agent acts on:
+
+* ``Unreachable``: try again later, keep everything. No connection, a timeout,
+  429, and every 5xx. ``retry_after`` carries the server's ``Retry-After``.
+* ``Refused``: the server will not take this request as it is (4xx), or it
+  answered a redirect. Redirects are never followed: the request would carry
+  the device key or the enrollment token to wherever the ``Location`` points.
+"""
 
 from __future__ import annotations
 
+import math
+import time
 from dataclasses import dataclass
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import requests
@@ -10,25 +22,61 @@ import requests
 from homepot_agent import __version__
 
 POLL_HEADER = "X-Poll-Interval"
+BUSY = 429  # Too Many Requests: the server asks us to come back later
 
 
 class Unreachable(Exception):
-    """The server could not be reached or answered 5xx: try again later."""
+    """No answer, or the server is busy or failing (429, 5xx): try again later.
+
+    ``status`` is None when nothing answered; ``retry_after`` is the server's
+    Retry-After in seconds, if it sent one."""
+
+    def __init__(
+        self, message: str, *, status: int | None = None, retry_after: float | None = None
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
 
 
 class Refused(Exception):
-    """The server refused the request (4xx); retrying the same request will not help."""
+    """The server refused the request (4xx, or a redirect not followed); sending
+    the same request again will not help."""
 
     def __init__(self, status: int, detail: str) -> None:
         super().__init__(f"{status}: {detail}")
         self.status = status
         self.detail = detail
 
+    @property
+    def key_refused(self) -> bool:
+        """401/403: the server does not accept this device's key (or no longer)."""
+        return self.status in (401, 403)
+
 
 @dataclass
 class Pending:
     commands: list[dict[str, Any]]
     advised_interval: float | None
+
+
+def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
+    """A Retry-After header in seconds from now: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            when = parsedate_to_datetime(value)
+        except (TypeError, ValueError, IndexError):
+            return None
+        if when.tzinfo is None:  # an HTTP date is always GMT
+            return None
+        seconds = when.timestamp() - (time.time() if now is None else now)
+        return max(0.0, seconds)
+    return seconds if math.isfinite(seconds) and seconds >= 0 else None
 
 
 class ApiClient:
@@ -53,14 +101,26 @@ class ApiClient:
     def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
         try:
             response = self.session.request(
-                method, self.base + path, timeout=self.timeout, **kwargs
+                method, self.base + path, timeout=self.timeout, allow_redirects=False, **kwargs
             )
         except requests.RequestException as exc:
             raise Unreachable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
-        if response.status_code >= 500:
-            raise Unreachable(f"{method} {path}: HTTP {response.status_code}")
-        if response.status_code >= 400:
-            raise Refused(response.status_code, _detail(response))
+        status = response.status_code
+        if status == BUSY or status >= 500:
+            raise Unreachable(
+                f"{method} {path}: HTTP {status}",
+                status=status,
+                retry_after=retry_after_seconds(response.headers.get("Retry-After")),
+            )
+        if 300 <= status < 400:
+            location = response.headers.get("Location", "?")
+            raise Refused(
+                status,
+                f"the server answered a redirect to {location}; not followed, it would carry "
+                "this device's credentials: set server_url to the address that answers",
+            )
+        if status >= 400:
+            raise Refused(status, _detail(response))
         return response
 
     def health(self) -> bool:
@@ -83,8 +143,9 @@ class ApiClient:
         body = {"attributes": attributes, "agent_version": __version__}
         self._call("POST", "/api/v1/devices/heartbeat", json=body)
 
-    def pending(self) -> Pending:
-        response = self._call("GET", "/api/v1/devices/pending")
+    def pending(self, limit: int | None = None) -> Pending:
+        params = {"limit": limit} if limit else None
+        response = self._call("GET", "/api/v1/devices/pending", params=params)
         advised = response.headers.get(POLL_HEADER)
         try:
             interval = float(advised) if advised else None

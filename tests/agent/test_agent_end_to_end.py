@@ -2,80 +2,21 @@
 a restart, and an outage. The agent's clock is driven by the test; the HTTP,
 the server, its database and the fake systemctl on PATH are real."""
 
-import os
 import stat
 import time
-from dataclasses import replace
 from datetime import timedelta
-from pathlib import Path
 
 import pytest
 from django.utils import timezone
 from homepot_agent import cli
-from homepot_agent.config import load_config, save_config
-from homepot_agent.runtime import build_agent
 
 from analytics.models import LatestValue, Sample
-from commands.models import Command
-from commands.services import CommandSpec, command_enqueue, commands_sweep
+from commands.services import commands_sweep
 from devices.models import Device
+from tests.agent.helpers import Clock, calls, poll_until_idle, queue, settle, start_agent
 from tests.agent.outage import Outage
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-FAKE_SYSTEMCTL = """#!/bin/sh
-echo "$@" >> "{log}"
-case "$1" in
-  is-active) echo active ;;
-esac
-exit 0
-"""
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
-
-
-@pytest.fixture
-def systemctl_log(tmp_path, monkeypatch) -> Path:
-    """A test double for systemctl, first on PATH (containers have no systemd)."""
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    log = tmp_path / "systemctl.log"
-    script = bin_dir / "systemctl"
-    script.write_text(FAKE_SYSTEMCTL.format(log=log))
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return log
-
-
-def calls(log: Path) -> list[str]:
-    return log.read_text().splitlines() if log.exists() else []
-
-
-@pytest.fixture
-def registered(register) -> Path:
-    config_path = register("pi-e2e")
-    config = load_config(config_path, environ={})
-    save_config(replace(config, allowed_services=["nginx"]), config_path)
-    return config_path
-
-
-def start_agent(config_path: Path, clock: Clock, **changes):
-    config = replace(load_config(config_path, environ={}), **changes)
-    return build_agent(config, api_key=cli.read_key(config), clock=clock)
-
-
-def queue(operator, command_type: str, payload: dict | None = None) -> Command:
-    spec = CommandSpec.validated(command_type=command_type, payload=payload)
-    command, _ = command_enqueue(
-        actor=operator, device=Device.objects.get(device_id="pi-e2e"), spec=spec
-    )
-    return command
 
 
 def test_it_enrolls_once_with_a_private_key_file(registered, tmp_path, live_server):
@@ -128,8 +69,10 @@ def test_telemetry_arrives_as_collected(registered, systemctl_log):
 
 def test_ping_succeeds(registered, operator, systemctl_log):
     command = queue(operator, "ping")
+    agent = start_agent(registered, Clock())
 
-    assert start_agent(registered, Clock()).poll_once()
+    assert agent.poll_once()
+    poll_until_idle(agent)
 
     command.refresh_from_db()
     assert command.status == "succeeded"
@@ -142,7 +85,7 @@ def test_an_allowed_service_restarts_once_and_a_disallowed_one_is_rejected(
     allowed = queue(operator, "restart_service", {"service": "nginx"})
     refused = queue(operator, "restart_service", {"service": "sshd"})
 
-    start_agent(registered, Clock()).poll_once()
+    poll_until_idle(start_agent(registered, Clock()))
 
     allowed.refresh_from_db()
     refused.refresh_from_db()
@@ -168,6 +111,7 @@ def test_a_command_is_never_run_twice_across_a_restart(
     first.executor.execute = run_then_lose_the_server
     pending = first.client.pending().commands
     first.run_command(pending[0])
+    settle(first)
     assert calls(systemctl_log) == ["restart -- nginx"]
     command.refresh_from_db()
     assert command.status == "in_progress"
@@ -227,7 +171,7 @@ def test_update_config_applies_new_intervals_without_a_restart(registered, opera
     command = queue(operator, "update_config", {"collect_interval": 5, "poll_interval": 7})
     agent = start_agent(registered, Clock())
 
-    agent.poll_once()
+    poll_until_idle(agent)
 
     command.refresh_from_db()
     assert command.status == "succeeded"
@@ -250,6 +194,7 @@ def test_a_command_whose_ack_was_lost_runs_when_delivered_again(
     outage.up()
     commands_sweep(now=timezone.now() + timedelta(minutes=10))  # no ack: queued again
     assert agent.poll_once()
+    poll_until_idle(agent)
     command.refresh_from_db()
     assert command.status == "succeeded"
     assert calls(systemctl_log) == ["restart -- nginx"]
@@ -262,10 +207,11 @@ def test_a_command_interrupted_by_a_restart_is_reported_not_rerun(
     command = queue(operator, "restart_service", {"service": "nginx"})
     first = start_agent(registered, Clock())
     first.client.pending()
-    first.ledger.claim(str(command.command_id))  # the agent died while running it
+    first.ledger.claim(str(command.command_id))
+    first.ledger.mark_started(str(command.command_id))  # the agent died while running it
     commands_sweep(now=timezone.now() + timedelta(minutes=10))  # queued again
 
-    start_agent(registered, Clock()).poll_once()
+    poll_until_idle(start_agent(registered, Clock()))
 
     command.refresh_from_db()
     assert command.status == "failed"

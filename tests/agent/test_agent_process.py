@@ -6,12 +6,15 @@ import signal
 import subprocess
 import sys
 import time
+from dataclasses import replace
 
 import pytest
+from homepot_agent.config import load_config, save_config
 from homepot_agent.simulate import build_fleet
 from homepot_agent.spool import Spool
 
 from analytics.models import Sample
+from commands.models import Command
 from commands.services import CommandSpec, command_enqueue
 from devices import services
 from devices.models import Device
@@ -71,3 +74,45 @@ def test_a_simulated_fleet_enrolls_reports_and_answers_commands(
     assert command.status == "succeeded"
     assert len(build_fleet(args)) == 3  # a restart reuses the keys: no new devices
     assert Device.objects.count() == 3
+
+
+def wait_for(predicate, timeout: float = 20.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.1)
+
+
+def test_a_command_killed_with_the_agent_is_reported_failed_at_start_up_never_rerun(
+    register, tmp_path, operator, systemctl_log
+):
+    config_path = register("pi-proc")
+    config = load_config(config_path, environ={})
+    save_config(replace(config, allowed_services=["slow"]), config_path)
+    spec = CommandSpec.validated(command_type="restart_service", payload={"service": "slow"})
+    command, _ = command_enqueue(
+        actor=operator, device=Device.objects.get(device_id="pi-proc"), spec=spec
+    )
+    argv = [sys.executable, "-m", "homepot_agent.cli", "--config", str(config_path), "run"]
+    env = {**os.environ, "HOMEPOT_AGENT_ENABLED_COLLECTORS": "agent"}
+    slow_log = systemctl_log.with_name(systemctl_log.name + ".slow")
+
+    first = subprocess.Popen(argv, env=env, stderr=subprocess.DEVNULL)
+    wait_for(lambda: slow_log.exists())  # acknowledged and running
+    first.kill()  # a crash: no chance to record anything
+    first.wait(timeout=10)
+    command.refresh_from_db()
+    assert command.status == "in_progress"  # never delivered again by the server
+
+    restarted = subprocess.Popen(argv, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        wait_for(lambda: Command.objects.get(pk=command.pk).status != "in_progress")
+    finally:
+        restarted.send_signal(signal.SIGTERM)
+        restarted.wait(timeout=15)
+
+    command.refresh_from_db()
+    assert command.status == "failed"
+    assert "not run again" in command.error
+    log = systemctl_log.read_text().splitlines()
+    assert log.count("restart -- slow") == 1

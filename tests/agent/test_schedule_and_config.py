@@ -1,7 +1,7 @@
 """The agent's drift-free schedule and its configuration."""
 
 import pytest
-from homepot_agent.agent import MAX_BACKOFF_SECONDS, Schedule
+from homepot_agent.agent import Schedule
 from homepot_agent.config import ConfigError, config_from_mapping, load_config, save_config
 
 
@@ -14,19 +14,36 @@ def test_a_schedule_keeps_its_rhythm_when_a_run_is_late():
     assert schedule.due == 140
 
 
-def test_backoff_grows_with_jitter_and_is_capped():
+def test_backoff_grows_with_jitter_and_is_capped_at_a_minute():
     schedule = Schedule(interval=10, due=0)
     delays = []
     for _ in range(12):
-        schedule.back_off(now=0, jitter=lambda: 0.5)
+        schedule.back_off(now=0, cap=60, jitter=lambda: 1.0)
         delays.append(schedule.due)
 
-    assert delays[:3] == [20, 40, 80]
-    assert max(delays) == MAX_BACKOFF_SECONDS
-    schedule.back_off(now=0, jitter=lambda: 0.0)
-    assert schedule.due == MAX_BACKOFF_SECONDS * 0.5
+    assert delays[:4] == [10, 20, 40, 60]
+    assert max(delays) == 60  # never longer than the cap, however long the outage
+    schedule.back_off(now=0, cap=60, jitter=lambda: 0.0)
+    assert schedule.due == 30  # jitter spreads a fleet over the second half of the wait
     schedule.advance(now=0)
     assert schedule.failures == 0
+
+
+def test_backoff_never_retries_faster_than_the_schedule_itself():
+    schedule = Schedule(interval=300, due=0)
+
+    schedule.back_off(now=0, cap=60, jitter=lambda: 1.0)
+
+    assert schedule.due == 300
+
+
+def test_retry_after_is_waited_for_but_never_beyond_the_cap():
+    schedule = Schedule(interval=10, due=0)
+
+    schedule.back_off(now=100, cap=60, retry_after=45, jitter=lambda: 0.0)
+    assert schedule.due == 145
+    schedule.back_off(now=100, cap=60, retry_after=7200, jitter=lambda: 0.0)
+    assert schedule.due == 160
 
 
 def test_config_file_and_environment(tmp_path):
@@ -52,6 +69,9 @@ def test_config_file_and_environment(tmp_path):
         ({"server_url": "ftp://x"}, "server_url"),
         ({"colour": "blue"}, "colour"),
         ({"verify_tls": "perhaps"}, "verify_tls"),
+        ({"max_backoff": 0}, "max_backoff"),
+        ({"max_backoff": "nan"}, "max_backoff"),
+        ({"allow_insecure_http": "maybe"}, "allow_insecure_http"),
     ],
 )
 def test_bad_config_names_the_key(values, key):
@@ -68,7 +88,9 @@ def test_a_broken_file_is_named(tmp_path):
 
 
 def test_saved_config_loads_back(tmp_path):
-    config = config_from_mapping({"server_url": "http://x", "allowed_services": ["nginx"]})
+    config = config_from_mapping(
+        {"server_url": "http://x", "allow_insecure_http": True, "allowed_services": ["nginx"]}
+    )
     save_config(config, tmp_path / "a.toml")
 
     assert load_config(tmp_path / "a.toml", environ={}) == config
