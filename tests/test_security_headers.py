@@ -78,6 +78,8 @@ def test_the_docs_init_script_is_a_same_origin_script_that_loads_the_local_schem
     assert script.status_code == 200
     assert script["Content-Type"].startswith("application/javascript")
     assert "/api/schema" in script.content.decode()
+    # Swagger UI would otherwise load a validator badge from validator.swagger.io
+    assert '"validatorUrl": null' in script.content.decode()
 
 
 def test_the_admin_login_page_has_the_policy_and_no_inline_script(db):
