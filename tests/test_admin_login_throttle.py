@@ -34,6 +34,7 @@ def fail(times: int, username: str, address: str, **headers: str) -> None:
 def assert_locked(response) -> None:  # noqa: ANN001
     assert response.status_code == 429
     assert response["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in response["Content-Security-Policy"]
     assert b"Too many failed login attempts" in response.content
     assert b"15 minutes" in response.content
 

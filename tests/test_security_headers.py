@@ -99,6 +99,7 @@ def test_the_admin_login_page_has_the_policy_and_no_inline_script(db):
         "/admin/commands/command/",
         "/admin/devices/enrollmenttoken/add/",
         "/admin/knox/authtoken/",
+        "/admin/axes/accessattempt/",
     ],
 )
 def test_admin_pages_render_under_the_policy(browser, path):
