@@ -169,6 +169,11 @@ DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = env_int(
 # Failed bcrypt checks allowed per window, per key id and per client address.
 # Never per device id: anyone who knows it could lock the rightful key out.
 DEVICE_AUTH_FAILURES_PER_KEY = env_int("DEVICE_AUTH_FAILURES_PER_KEY", 10, minimum=1)
+if env_str("DEVICE_AUTH_FAILURES_PER_DEVICE"):
+    raise ImproperlyConfigured(
+        "DEVICE_AUTH_FAILURES_PER_DEVICE is gone: failures are limited per key id "
+        "(DEVICE_AUTH_FAILURES_PER_KEY) and per address"
+    )
 DEVICE_AUTH_FAILURES_PER_ADDRESS = env_int("DEVICE_AUTH_FAILURES_PER_ADDRESS", 50, minimum=1)
 DEVICE_AUTH_FAILURE_WINDOW_SECONDS = env_int("DEVICE_AUTH_FAILURE_WINDOW_SECONDS", 300, minimum=1)
 # last_seen is written at most once per window per device.

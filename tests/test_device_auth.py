@@ -233,3 +233,16 @@ def test_failed_authentication_leaves_no_redis_key_without_expiry(client, make_a
     assert keys, "the failures above should have been counted"
     without_expiry = [key for key in keys if client_redis.ttl(key) < 0]
     assert without_expiry == []
+
+
+def test_the_retired_per_device_limit_stops_the_server_loudly():
+    # It would otherwise be ignored without a word, and operators would believe it set.
+    from tests.test_settings_env import load_settings
+
+    result = load_settings(
+        "DEVICE_AUTH_FAILURES_PER_KEY", DEBUG="true", DEVICE_AUTH_FAILURES_PER_DEVICE="3"
+    )
+
+    assert result.returncode != 0
+    assert "DEVICE_AUTH_FAILURES_PER_KEY" in result.stderr
+    assert load_settings("DEVICE_AUTH_FAILURES_PER_KEY", DEBUG="true").stdout.strip() == "10"
