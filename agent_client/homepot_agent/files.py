@@ -9,6 +9,7 @@ created 0600 here keeps its companions private too.
 from __future__ import annotations
 
 import os
+import stat
 from pathlib import Path
 
 from homepot_agent.config import ConfigError
@@ -19,10 +20,14 @@ FILE_MODE = 0o600
 
 def private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) and make it 0700; its files 0600."""
-    path.mkdir(parents=True, exist_ok=True)
-    if path.stat().st_uid != os.getuid():
-        # Not ours (a shared directory named by mistake): change nothing there.
-        raise ConfigError(f"state_dir: {path} belongs to another user; give the agent its own")
+    if path.is_dir():
+        info = path.stat()
+        if info.st_mode & stat.S_ISVTX or (info.st_uid != os.getuid() and os.getuid() != 0):
+            # A shared directory (/tmp) or someone else's, named by mistake: change nothing.
+            raise ConfigError(
+                f"state_dir: {path} is shared or another user's; give the agent its own"
+            )
+    path.mkdir(mode=DIR_MODE, parents=True, exist_ok=True)
     os.chmod(path, DIR_MODE)
     for child in path.iterdir():
         if child.is_file() and not child.is_symlink():

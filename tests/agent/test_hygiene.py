@@ -116,3 +116,15 @@ def test_an_existing_state_directory_is_made_private(tmp_path, umask):
 
     assert stat.S_IMODE(state.stat().st_mode) == 0o700
     assert set(modes(state).values()) == {0o600}
+
+
+def test_a_shared_directory_is_never_taken_over_as_the_state_directory(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o1777)  # like /tmp
+    config = replace(AgentConfig(), server_url="http://127.0.0.1:1", state_dir=shared)
+
+    with pytest.raises(ConfigError, match="^state_dir"):
+        build_agent(config, api_key="hpk_x_y", clock=Clock())
+
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o1777

@@ -3,11 +3,12 @@
 import shlex
 import shutil
 import subprocess
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 from homepot_agent import cli
-from homepot_agent.config import load_config
+from homepot_agent.config import AgentConfig, load_config
 
 SYSTEMD = Path(__file__).resolve().parents[2] / "agent_client" / "systemd"
 
@@ -32,8 +33,13 @@ def test_the_unit_runs_the_agent_daemon_as_its_own_user():
 
 def test_the_example_config_is_valid_and_complete(tmp_path):
     config = load_config(SYSTEMD / "agent.toml.example", environ={})
+    text = (SYSTEMD / "agent.toml.example").read_text()
 
     assert config.allowed_services  # the example shows how to allow a service
+    for setting in fields(AgentConfig):  # every setting is shown with its default
+        assert f"\n{setting.name} = " in text, setting.name
+        if setting.name != "allowed_services":
+            assert getattr(config, setting.name) == getattr(AgentConfig(), setting.name)
 
 
 @pytest.mark.skipif(shutil.which("node") is None, reason="node is not installed")
