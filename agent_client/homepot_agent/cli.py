@@ -203,7 +203,7 @@ def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
     )
     code, key = EXIT_OK, "accepted"
     try:
-        client.heartbeat({})
+        client.heartbeat(None)  # leaves the running agent's attributes alone
     except Unreachable:
         code, key = EXIT_UNREACHABLE, "unknown (server unreachable)"
     except Refused as exc:

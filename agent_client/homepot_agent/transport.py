@@ -139,8 +139,12 @@ class ApiClient:
         body = {"batch_id": batch_id, "samples": samples}
         return self._call("POST", "/api/v1/analytics/device-metrics", json=body).json()
 
-    def heartbeat(self, attributes: dict[str, Any]) -> None:
-        body = {"attributes": attributes, "agent_version": __version__}
+    def heartbeat(self, attributes: dict[str, Any] | None) -> None:
+        """Report state attributes; None: a bare "I am alive" that changes nothing
+        the running agent reported (``status`` uses it)."""
+        body = (
+            None if attributes is None else {"attributes": attributes, "agent_version": __version__}
+        )
         self._call("POST", "/api/v1/devices/heartbeat", json=body)
 
     def pending(self, limit: int | None = None) -> Pending:

@@ -275,3 +275,23 @@ def test_a_command_whose_ack_is_refused_does_not_run_and_may_come_again(
     assert agent.ledger.report_of(str(command.command_id)) is None
     assert Command.objects.get(pk=command.pk).status == "delivered"
     assert agent.ledger.claim(str(command.command_id))  # the claim was released
+
+
+def test_quarantined_samples_are_shown_and_can_be_sent_again(registered, proxy, tmp_path, capsys):
+    agent = agent_with_samples(registered, proxy, 1)
+    proxy.answer = always(Canned(422, body=b'{"detail": "unknown metric", "code": "x"}'))
+    agent.push_once()
+    agent.write_status(tmp_path / "state" / "status.json")
+    capsys.readouterr()
+
+    cli.main(["--config", str(registered), "status"])
+    status = json.loads(capsys.readouterr().out)
+    assert (status["quarantined_samples"], status["quarantined_batches"]) == (1, 1)
+    assert "422" in status["last_quarantined"]["reason"]
+
+    proxy.answer = always(None)  # the server was fixed
+    assert cli.main(["--config", str(registered), "quarantine", "--requeue"]) == cli.EXIT_OK
+    assert json.loads(capsys.readouterr().out)["requeued_samples"] == 1
+    assert agent.push_once()
+    assert stored() == [1]
+    assert (agent.spool.depth(), agent.spool.quarantined()) == (0, 0)
