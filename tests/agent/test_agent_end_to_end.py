@@ -9,6 +9,8 @@ from datetime import timedelta
 import pytest
 from django.utils import timezone
 from homepot_agent import cli
+from homepot_agent.config import load_config
+from homepot_agent.runtime import build_agent
 
 from analytics.models import LatestValue, Sample
 from commands.services import commands_sweep
@@ -217,3 +219,40 @@ def test_a_command_interrupted_by_a_restart_is_reported_not_rerun(
     assert command.status == "failed"
     assert "not run again" in command.error
     assert calls(systemctl_log) == []
+
+
+def test_a_reboot_is_reported_in_progress_then_confirmed_after_the_restart(
+    registered, operator, systemctl_log
+):
+    command = queue(operator, "reboot")
+    follower = queue(operator, "ping")
+    config = load_config(registered, environ={})
+
+    def agent_on_boot(boot: str):
+        return build_agent(
+            config,
+            api_key=cli.read_key(config),
+            clock=Clock(),
+            executor_options={"boot_id": lambda: boot},
+        )
+
+    before = agent_on_boot("boot-1")
+    before.start_up()
+    poll_until_idle(before)
+
+    command.refresh_from_db()
+    assert command.status == "in_progress"
+    assert calls(systemctl_log) == ["reboot"]
+    assert before.rebooting
+    follower.refresh_from_db()
+    assert follower.status == "queued"  # nothing more is taken on while going down
+
+    after = agent_on_boot("boot-2")
+    after.start_up()
+    poll_until_idle(after)
+
+    command.refresh_from_db()
+    follower.refresh_from_db()
+    assert command.status == "succeeded"
+    assert command.result["boot_id_after"] == "boot-2"
+    assert follower.status == "succeeded"
