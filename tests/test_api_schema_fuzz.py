@@ -19,6 +19,7 @@ from django.db import close_old_connections
 from drf_spectacular.generators import SchemaGenerator
 from drf_spectacular.renderers import OpenApiJsonRenderer
 from hypothesis import HealthCheck, settings
+
 from homepot.api_tokens import api_token_issue
 
 EXAMPLES = int(os.environ.get("HOMEPOT_FUZZ_EXAMPLES", "8"))
