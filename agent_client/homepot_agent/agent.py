@@ -111,10 +111,11 @@ class CommandWorker:
         self.on_done = on_done
         self.current: str | None = None
         self._thread: threading.Thread | None = None
+        self._running = False  # cleared before the loop hears of the finish
         self._finished = threading.Event()
 
     def busy(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._running
 
     def start(self, command_id: str, job: Callable[[], None]) -> None:
         def run() -> None:
@@ -122,10 +123,12 @@ class CommandWorker:
                 job()
             finally:
                 self.current = None
+                self._running = False
                 self._finished.set()
                 self.on_done()
 
         self.current = command_id
+        self._running = True
         self._thread = threading.Thread(target=run, name=f"command-{command_id}", daemon=True)
         self._thread.start()
 
@@ -508,12 +511,12 @@ class Agent:
         self.start_up()
         try:
             while not stop.is_set():
+                self._wake.clear()  # before the step: a wake during it is not lost
                 self.step()
                 if status_path is not None:
                     self.write_status(status_path)
                 wait = min(s.due for s in (self.collecting, self.pushing, self.polling))
                 self._wake.wait(max(0.0, wait - self.clock()))
-                self._wake.clear()
         finally:
             self.worker.join(SHUTDOWN_GRACE_SECONDS)  # let a short command record its result
             self.flush()

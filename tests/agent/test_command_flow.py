@@ -79,3 +79,30 @@ def test_a_long_command_delays_neither_its_neighbours_nor_telemetry(
     # samples collected while it ran reached the server before it ended
     assert max(stored_while_long_ran) - min(stored_while_long_ran) >= 3
     assert calls(systemctl_log).count("restart -- slow") == 1
+
+
+def test_the_running_loop_takes_the_next_command_as_soon_as_one_finishes(
+    registered, operator, systemctl_log
+):
+    long = queue(operator, "restart_service", {"service": "slow"})
+    quick = queue(operator, "ping")
+    agent = start_agent(registered, time.monotonic, poll_interval=600)
+    stop = threading.Event()
+    loop = threading.Thread(target=agent.run, args=(stop,), daemon=True)
+    loop.start()
+    try:
+        deadline = time.monotonic() + 20
+        while Command.objects.get(pk=quick.pk).status != "succeeded":
+            assert time.monotonic() < deadline, "the second command never ran"
+            time.sleep(0.05)
+    finally:
+        stop.set()
+        agent.wake()
+        loop.join(timeout=15)
+
+    long.refresh_from_db()
+    quick.refresh_from_db()
+    assert long.status == "succeeded"
+    # taken on right after the first finished, not a poll interval later
+    assert (quick.delivered_at - long.finished_at).total_seconds() < 1.5
+    assert not loop.is_alive()
