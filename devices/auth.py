@@ -27,7 +27,7 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from devices.keys import NewKey, parse_api_key, secret_matches, sha256_hex
-from devices.models import DeviceCredential
+from devices.models import DEVICE_ID_FORMAT, DeviceCredential
 from devices.throttle import count_add, counts_get
 from homepot.local_memory import local_memory
 
@@ -254,6 +254,9 @@ class DeviceKeyAuthentication(BaseAuthentication):
             return None
         if not device_id or not api_key:
             raise AuthenticationFailed(f"Send both {DEVICE_ID_HEADER} and {API_KEY_HEADER}.")
+        if not DEVICE_ID_FORMAT.fullmatch(device_id):
+            # No device can have this id: refuse before it becomes a cache key.
+            raise AuthenticationFailed("Invalid device credentials.")
         client_address = BaseThrottle().get_ident(request)
         identity = device_authenticate(
             device_id=device_id, api_key=api_key, client_address=client_address

@@ -1,3 +1,4 @@
+import re
 from datetime import datetime, timedelta
 
 from django.conf import settings
@@ -7,8 +8,9 @@ from django.db.models import F
 
 # Words the agent-facing API uses as path segments under /api/v1/devices/.
 RESERVED_DEVICE_IDS = frozenset({"pending", "heartbeat", "sites"})
+DEVICE_ID_FORMAT = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,63}")  # use fullmatch
 device_id_validator = RegexValidator(
-    r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,63}$",
+    rf"^{DEVICE_ID_FORMAT.pattern}$",
     "Use 1-64 letters, digits, '.', '_', ':' or '-', starting with a letter or digit.",
 )
 

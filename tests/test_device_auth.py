@@ -82,6 +82,16 @@ def test_a_malformed_key_is_401(client, agent):
     assert beat(client, agent.device.device_id, "not-a-key").status_code == 401
 
 
+@pytest.mark.parametrize("device_id", ["pi 1", "pi-1\n", "{z=SSb={!V", "x" * 65, "-pi"])
+def test_a_device_id_no_device_can_have_is_401_before_any_lookup(
+    client, agent, device_id, django_assert_num_queries
+):
+    with django_assert_num_queries(0):
+        response = beat(client, device_id, agent.api_key)
+
+    assert response.status_code == 401
+
+
 def test_another_devices_id_with_my_key_is_401(client, make_agent):
     mine, theirs = make_agent("pi-1"), make_agent("pi-2")
 
