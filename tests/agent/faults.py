@@ -21,6 +21,7 @@ class Canned:
     status: int
     headers: dict[str, str] = field(default_factory=dict)
     body: bytes = b'{"detail": "canned", "code": "canned"}'
+    forward_first: bool = False  # the server gets the request; its answer is lost
 
 
 @dataclass
@@ -57,6 +58,8 @@ class FaultyProxy:
                 if canned is None:
                     status, headers, payload = proxy._forward(self, body)
                 else:
+                    if canned.forward_first:
+                        proxy._forward(self, body)
                     status, headers, payload = canned.status, canned.headers, canned.body
                     headers = {"Content-Type": "application/json", **headers}
                 proxy._record(Seen(self.command, self.path, dict(self.headers), status))

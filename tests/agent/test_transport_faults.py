@@ -18,7 +18,7 @@ from commands.models import Command
 from devices import services
 from devices.models import Device
 from tests.agent.faults import Canned, FaultyProxy, always
-from tests.agent.helpers import Clock, poll_until_idle, queue, settle, start_agent
+from tests.agent.helpers import Clock, calls, poll_until_idle, queue, settle, start_agent
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -295,3 +295,21 @@ def test_quarantined_samples_are_shown_and_can_be_sent_again(registered, proxy, 
     assert agent.push_once()
     assert stored() == [1]
     assert (agent.spool.depth(), agent.spool.quarantined()) == (0, 0)
+
+
+def test_an_ack_whose_answer_was_lost_is_sent_again_and_the_command_runs_once(
+    registered, proxy, operator, systemctl_log
+):
+    command = queue(operator, "restart_service", {"service": "nginx"})
+    agent = start_agent(registered, Clock(), server_url=proxy.url)
+    proxy.answer = always(Canned(504, forward_first=True), "/ack")  # taken; answer lost
+
+    assert not agent.poll_once()
+
+    assert Command.objects.get(pk=command.pk).status == "in_progress"
+    assert calls(systemctl_log) == []  # not started without a confirmed ack
+    proxy.answer = always(None)
+    poll_until_idle(agent)
+    command.refresh_from_db()
+    assert command.status == "succeeded"
+    assert calls(systemctl_log) == ["restart -- nginx"]
