@@ -52,7 +52,9 @@ class IngestResultSerializer(serializers.Serializer):
 
 class SeriesQuerySerializer(serializers.Serializer):
     name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
-    start = TimestampField(required=False)
+    # Not TimestampField: a query may reach back past raw retention (rollups
+    # are kept longer) and forward past now.
+    start = BoundedDateTimeField(required=False)
     end = BoundedDateTimeField(required=False)
     step = serializers.IntegerField(min_value=1, max_value=86400 * 7, default=60)
     agg = serializers.ChoiceField(choices=["avg", "min", "max", "sum", "count"], default="avg")

@@ -6,6 +6,7 @@ import pytest
 from django.utils import timezone
 
 from analytics import services
+from analytics.models import MetricName, RollupHour
 
 # A fixed hour, whole minutes: six samples a minute, 10 s apart.
 T0 = (timezone.now() - timedelta(hours=3)).replace(minute=0, second=0, microsecond=0)
@@ -166,3 +167,27 @@ def test_bad_queries_are_4xx(client, viewer, temperature, params, status, field)
 def test_reading_telemetry_needs_a_user_with_view_rights(client, agent):
     assert client.get("/api/v1/devices/pi-1/metrics/latest").status_code == 401
     assert client.get("/api/v1/devices/pi-1/metrics/latest", **agent.headers).status_code == 401
+
+
+def test_a_range_older_than_raw_retention_is_answered_from_hour_rollups(
+    client, viewer, agent, settings
+):
+    # Raw samples are kept 30 days, hour rollups five years: a query for the
+    # last 90 days is legitimate and answered from the rollups.
+    settings.TELEMETRY_RAW_RETENTION_DAYS = 30
+    old = (timezone.now() - timedelta(days=60)).replace(minute=0, second=0, microsecond=0)
+    RollupHour.objects.create(
+        device=agent.device,
+        metric=MetricName.objects.create(name="temp"),
+        bucket=old,
+        min=1.0,
+        max=3.0,
+        sum=4.0,
+        count=2,
+    )
+    start = timezone.now() - timedelta(days=90)
+
+    body, points = series(client, viewer, name="temp", start=start, step=3600, agg="avg")
+
+    assert body["source"] == "hour"
+    assert points == [{"ts": old, "value": 2.0}]
