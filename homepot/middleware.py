@@ -112,7 +112,11 @@ def _as_json(request: HttpRequest, response: HttpResponse) -> HttpResponse:
     if failure is not None and (outage := outage_response(failure)) is not None:
         return outage
     status = response.status_code
-    replaced = json_error(status, _phrase(status))
+    data = getattr(response, "data", None)  # a DRF error rendered as HTML (browsable API)
+    if isinstance(data, dict | list):
+        replaced = JsonResponse(data, status=status, safe=False)
+    else:
+        replaced = json_error(status, _phrase(status))
     for header in KEPT_HEADERS:
         if header in response:
             replaced[header] = response[header]

@@ -129,3 +129,13 @@ def test_an_unexpected_error_under_the_api_is_a_json_500(db):
 
     body = assert_json_error(response, 500, "server_error")
     assert "a bug" not in body["detail"]  # no internals in the answer
+
+
+def test_an_error_asked_for_as_html_is_still_json_with_its_detail(client, viewer, agent):
+    client.force_authenticate(viewer)
+
+    response = client.get("/api/v1/devices/pi-1/metrics", {"step": 0}, HTTP_ACCEPT="text/html")
+
+    body = response.json()
+    assert response.status_code == 400
+    assert "name" in body and "step" in body
