@@ -255,9 +255,7 @@ CELERY_BEAT_SCHEDULE = {
 # Request bodies may nest arrays and objects at most this deep (else 400 too_deep).
 API_JSON_MAX_DEPTH = env_int("API_JSON_MAX_DEPTH", 64, minimum=2)
 # Retry-After of a 503 answered while the database, cache or broker is unreachable.
-API_UNAVAILABLE_RETRY_AFTER_SECONDS = env_int(
-    "API_UNAVAILABLE_RETRY_AFTER_SECONDS", 5, minimum=1
-)
+API_UNAVAILABLE_RETRY_AFTER_SECONDS = env_int("API_UNAVAILABLE_RETRY_AFTER_SECONDS", 5, minimum=1)
 REST_FRAMEWORK = {
     "DEFAULT_AUTHENTICATION_CLASSES": [
         "homepot.api_tokens.IntegrationTokenAuthentication",
