@@ -10,7 +10,6 @@ import signal
 import socket
 import sys
 import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -24,7 +23,7 @@ from homepot_agent.config import (
     validate,
 )
 from homepot_agent.files import private_dir
-from homepot_agent.transport import ApiClient, Refused, Unreachable
+from homepot_agent.transport import ApiClient, Refused, Unreachable, wait_for_server
 
 EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
 logger = logging.getLogger("homepot_agent")
@@ -127,19 +126,6 @@ def cmd_register(args: argparse.Namespace, config_path: Path) -> int:
     device_id, site = registered["device_id"], registered["site"]
     print(f"registered {device_id} at site {site}; key in {config.key_path}")
     return EXIT_OK
-
-
-def wait_for_server(client: ApiClient, seconds: float) -> None:
-    """At boot the network or the server may come up after the agent."""
-    deadline = time.monotonic() + seconds
-    while True:
-        try:
-            client.health()
-            return
-        except Unreachable:
-            if time.monotonic() >= deadline:
-                raise
-            time.sleep(1.0)
 
 
 def write_key(path: Path, api_key: str) -> None:

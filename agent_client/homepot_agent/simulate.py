@@ -22,7 +22,7 @@ from homepot_agent.executor import Outcome
 from homepot_agent.files import private_dir, write_private
 from homepot_agent.ledger import CommandLedger
 from homepot_agent.spool import Spool
-from homepot_agent.transport import ApiClient, Refused
+from homepot_agent.transport import ApiClient, Refused, wait_for_server
 
 logger = logging.getLogger("homepot_agent.simulate")
 
@@ -84,8 +84,6 @@ def _enroll(args: argparse.Namespace, device_id: str, key_file: Path) -> str:
 
 
 def build_fleet(args: argparse.Namespace) -> list[Agent]:
-    from homepot_agent.cli import wait_for_server
-
     private_dir(args.state_dir)
     wait_for_server(ApiClient(args.server), args.wait)
     host = socket.gethostname().split(".")[0]

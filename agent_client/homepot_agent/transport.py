@@ -164,6 +164,20 @@ class ApiClient:
         self._call("PUT", f"/api/v1/devices/{command_id}/status", json=report)
 
 
+def wait_for_server(client: ApiClient, seconds: float) -> None:
+    """At boot the network or the server may come up after the agent: ask for
+    /health once a second until it answers or `seconds` have passed."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            client.health()
+            return
+        except Unreachable:
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(1.0)
+
+
 def _detail(response: requests.Response) -> str:
     try:
         body = response.json()
