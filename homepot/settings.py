@@ -133,10 +133,14 @@ else:
     CELERY_BROKER_URL = "filesystem://"
     _broker_dir = VAR_DIR / "broker"
     _broker_dir.mkdir(parents=True, exist_ok=True)
+    # Every folder of kombu's file transport, including the fanout table
+    # (control_folder, "./control" by default) and the unused processed one.
     CELERY_BROKER_TRANSPORT_OPTIONS = {
         "data_folder_in": str(_broker_dir),
         "data_folder_out": str(_broker_dir),
+        "control_folder": str(_broker_dir / "control"),
         "store_processed": False,
+        "processed_folder": str(_broker_dir / "processed"),
     }
 
 # --- Celery ---------------------------------------------------------------------
@@ -202,6 +206,16 @@ COMMAND_BULK_MAX_DEVICES = env_int("COMMAND_BULK_MAX_DEVICES", 10000, minimum=1)
 # The poll interval advised to agents: idle, and while commands are flowing.
 COMMAND_POLL_IDLE_SECONDS = env_int("COMMAND_POLL_IDLE_SECONDS", 30, minimum=1)
 COMMAND_POLL_BUSY_SECONDS = env_int("COMMAND_POLL_BUSY_SECONDS", 5, minimum=1)
+# The beat sweep moves at most this many commands per statement (it repeats until done).
+COMMAND_SWEEP_BATCH = env_int("COMMAND_SWEEP_BATCH", 500, minimum=1)
+
+# --- Retention of the event log, the audit trail and finished commands -------------------
+EVENT_RETENTION_DAYS = env_int("EVENT_RETENTION_DAYS", 90, minimum=1)
+AUDIT_RETENTION_DAYS = env_int("AUDIT_RETENTION_DAYS", 365, minimum=1)
+# Only finished commands (succeeded, failed, rejected, timed out, expired, canceled).
+COMMAND_RETENTION_DAYS = env_int("COMMAND_RETENTION_DAYS", 90, minimum=1)
+# Rows deleted per statement, so a prune never holds long locks.
+RETENTION_BATCH_SIZE = env_int("RETENTION_BATCH_SIZE", 1000, minimum=1)
 
 # --- Telemetry ----------------------------------------------------------------------------
 TELEMETRY_MAX_BODY_BYTES = env_int("TELEMETRY_MAX_BODY_BYTES", 1_048_576, minimum=1024)
@@ -232,6 +246,7 @@ OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
 COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
 TELEMETRY_ROLLUP_SECONDS = env_int("TELEMETRY_ROLLUP_SECONDS", 60, minimum=10)
 TELEMETRY_PRUNE_SECONDS = env_int("TELEMETRY_PRUNE_SECONDS", 3600, minimum=60)
+RETENTION_PRUNE_SECONDS = env_int("RETENTION_PRUNE_SECONDS", 3600, minimum=60)
 CELERY_BEAT_SCHEDULE = {
     "mark-devices-offline": {
         "task": "devices.tasks.mark_devices_offline",
@@ -248,6 +263,18 @@ CELERY_BEAT_SCHEDULE = {
     "prune-telemetry": {
         "task": "analytics.tasks.prune_telemetry",
         "schedule": TELEMETRY_PRUNE_SECONDS,
+    },
+    "prune-events": {
+        "task": "devices.tasks.prune_events",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "prune-audit-entries": {
+        "task": "devices.tasks.prune_audit_entries",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
+    "prune-commands": {
+        "task": "commands.tasks.prune_commands",
+        "schedule": RETENTION_PRUNE_SECONDS,
     },
 }
 
