@@ -118,6 +118,8 @@ class Command(models.Model):
             models.Index(fields=["status", "expires_at"]),
             models.Index(fields=["status", "ack_deadline"]),
             models.Index(fields=["status", "deadline"]),
+            # retention: finished commands past COMMAND_RETENTION_DAYS
+            models.Index(fields=["finished_at"]),
         ]
         constraints = [
             models.UniqueConstraint(

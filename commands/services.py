@@ -1,14 +1,15 @@
-"""The command lifecycle (see DESIGN.md: Commands, one state machine).
+"""Commands: queue, deliver, ack, report, cancel, sweep, prune.
 
-Every transition is a conditional UPDATE on the status it was read in, with
-its row count checked, so two workers, two polls or a poll racing a beat sweep
-can never both move one command.
+Every state change goes through `commands_transition` (commands/lifecycle.py):
+a conditional UPDATE on the status the command was read in, with its row
+count checked, so two workers, two polls or a poll racing a beat sweep can
+never both move one command.
 """
 
 import json
 import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -17,15 +18,17 @@ from uuid import UUID
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, QuerySet
+from django.db.models import Count, F, Q, QuerySet
 from django.utils import timezone
 
-from commands.models import Command, CommandGroup, Status
+from commands.lifecycle import Trigger, command_event, commands_transition
+from commands.markers import EMPTY_QUEUE_MEMORY_SECONDS, marker_key, queue_mark, queue_scope
+from commands.models import TERMINAL, Command, CommandGroup, Status
 from commands.registry import command_type_get, payload_validate
 from devices.auth import DeviceIdentity
+from devices.events import Actor, actor_user, audit_record, events_record, rows_prune
 from devices.keys import sha256_hex
-from devices.models import AuditEntry, Device, Event
-from devices.services import Actor, actor_user, audit_record
+from devices.models import Device
 from homepot.errors import ConflictError, NotFoundError, ServiceError
 from homepot.local_memory import local_memory
 
@@ -44,83 +47,12 @@ REPORTED_STATUSES = {
     "acknowledged": Status.IN_PROGRESS,
 }
 REPORTED_STATUS_NAMES = sorted(REPORTED_STATUSES)
-# The terminal states the server itself decides on (the beat sweep).
-SERVER_ENDED = frozenset({Status.EXPIRED, Status.TIMED_OUT})
-# The states a report may move a command from.
-REPORTABLE_FROM = {
-    Status.IN_PROGRESS: {Status.DELIVERED},
-    Status.SUCCEEDED: {Status.DELIVERED, Status.IN_PROGRESS},
-    Status.FAILED: {Status.DELIVERED, Status.IN_PROGRESS},
-    Status.REJECTED: {Status.DELIVERED, Status.IN_PROGRESS},
+# What a report asks for, as a trigger of the state machine (commands/lifecycle.py).
+REPORT_TRIGGERS = {
+    Status.SUCCEEDED: Trigger.SUCCEED,
+    Status.FAILED: Trigger.FAIL,
+    Status.REJECTED: Trigger.REJECT,
 }
-
-
-# --- The per-device queue marker: lets an empty poll skip the database -------------------
-
-
-# How long a process may believe a queue empty without hearing otherwise; only
-# matters if an invalidation message were lost, which pings otherwise rule out.
-EMPTY_QUEUE_MEMORY_SECONDS = 60.0
-
-
-def _marker_key(device_pk: int) -> str:
-    return f"cmdq:{device_pk}"
-
-
-def _queue_scope(device_pk: int) -> str:
-    return f"queue:{device_pk}"
-
-
-def queue_mark(device_pks: Iterable[int]) -> None:
-    """Note that these devices may have queued commands.
-
-    Set now and again after commit: a poll that cleared the marker before our
-    commit finds the marker set again afterwards. Every process forgets that
-    it found these queues empty.
-    """
-    device_pks = list(device_pks)
-    if not device_pks:
-        return
-    keys = {_marker_key(pk): 1 for pk in device_pks}
-    memory = local_memory()
-
-    def mark() -> None:
-        cache.set_many(keys, timeout=None)
-        if memory is not None:
-            memory.reset(*(_queue_scope(pk) for pk in device_pks))
-
-    mark()
-    transaction.on_commit(mark)
-
-
-# --- Events and audit -------------------------------------------------------------------
-
-
-def _event(command: Command, old: str, new: str, **data: Any) -> Event:
-    return Event(
-        device_id=command.device_id,
-        kind=f"command.{new}",
-        message=f"{command.command_type}: {old} -> {new}"
-        if old
-        else f"{command.command_type}: {new}",
-        data={"command_id": str(command.command_id), "from": old, "to": new, **data},
-    )
-
-
-def _transition(command: Command, new: Status, allowed_from: set[str], **fields: Any) -> bool:
-    """Move the command from the status it was read in; False if that is not allowed
-    or another process moved it first. The server's own `error` text (why it
-    gave up) goes on the event too."""
-    old = command.status
-    if old not in allowed_from:
-        return False
-    moved = Command.objects.filter(pk=command.pk, status=old).update(status=new, **fields)
-    if not moved:
-        return False
-    why = {"error": fields["error"]} if new in SERVER_ENDED and fields.get("error") else {}
-    Event.objects.bulk_create([_event(command, old, new, **why)])
-    command.refresh_from_db()
-    return True
 
 
 # --- Queue --------------------------------------------------------------------------------
@@ -207,7 +139,7 @@ def command_enqueue(
                 request_digest=digest,
                 **spec.fields(timezone.now()),
             )
-            Event.objects.bulk_create([_event(command, "", Status.QUEUED)])
+            events_record([command_event(command, "", Status.QUEUED)])
             audit_record(
                 actor=actor,
                 action="command.queue",
@@ -292,7 +224,7 @@ def _group_create(
                 for pk in device_pks
             ]
         )
-        Event.objects.bulk_create([_event(c, "", Status.QUEUED) for c in commands])
+        events_record([command_event(c, "", Status.QUEUED) for c in commands])
         audit_record(
             actor=actor,
             action="command.queue_bulk",
@@ -325,13 +257,13 @@ def commands_deliver(
     usually not even a cache round trip (this process remembers the queue
     was empty until an enqueue anywhere resets that).
     """
-    memory, scope = local_memory(), _queue_scope(identity.pk)
+    memory, scope = local_memory(), queue_scope(identity.pk)
     if memory is not None:
         remembered = memory.get(scope, "empty")
         if remembered is not None and remembered["until"] > time.monotonic():
             return []
         version = memory.version(scope)
-    marker = _marker_key(identity.pk)
+    marker = marker_key(identity.pk)
     if not cache.get(marker):
         if memory is not None:
             until = time.monotonic() + EMPTY_QUEUE_MEMORY_SECONDS
@@ -360,36 +292,15 @@ def _claim(identity: DeviceIdentity, batch: int, now: datetime) -> list[Command]
             .order_by("created_at", "id")
             .select_for_update(skip_locked=True)[:batch]
         )
-        if not commands:
-            return []
         ack_deadline = now + timedelta(seconds=settings.COMMAND_ACK_TIMEOUT_SECONDS)
-        moved = Command.objects.filter(
-            pk__in=[c.pk for c in commands], status=Status.QUEUED
-        ).update(
-            status=Status.DELIVERED,
-            delivered_at=now,
-            ack_deadline=ack_deadline,
-            attempts=F("attempts") + 1,
+        return commands_transition(
+            commands,
+            Trigger.DELIVER,
+            actor=identity,
+            fields={"delivered_at": now, "ack_deadline": ack_deadline},
+            # The rows are locked: the attempts read are the attempts stored.
+            per_command=lambda c: {"attempts": c.attempts + 1},
         )
-        if moved != len(commands):  # cannot happen with the row locks held
-            raise RuntimeError("delivery lost a race it should have been protected from")
-        Event.objects.bulk_create([_event(c, Status.QUEUED, Status.DELIVERED) for c in commands])
-        AuditEntry.objects.bulk_create(
-            [
-                AuditEntry(
-                    actor_device_id=identity.pk,
-                    actor=identity.device_id,
-                    action="command.deliver",
-                    target_type="command",
-                    target_id=str(c.command_id),
-                )
-                for c in commands
-            ]
-        )
-    for command in commands:
-        command.status, command.delivered_at = Status.DELIVERED, now
-        command.attempts += 1
-    return commands
 
 
 def command_get_for_device(*, identity: DeviceIdentity, command_id: UUID) -> Command:
@@ -414,12 +325,14 @@ def command_ack(*, identity: DeviceIdentity, command_id: UUID) -> Command:
     if command.status == Status.IN_PROGRESS:
         return command  # a repeated ack changes nothing
     now = timezone.now()
-    started = _transition(
-        command,
-        Status.IN_PROGRESS,
-        {Status.DELIVERED},
-        started_at=now,
-        deadline=now + timedelta(seconds=command.timeout_seconds),
+    started = commands_transition(
+        [command],
+        Trigger.ACK,
+        actor=identity,
+        fields={
+            "started_at": now,
+            "deadline": now + timedelta(seconds=command.timeout_seconds),
+        },
     )
     if not started:
         _refuse(command, Status.IN_PROGRESS)
@@ -451,25 +364,22 @@ def command_report(
     if new == Status.IN_PROGRESS:
         return command_ack(identity=identity, command_id=command_id)
     now = timezone.now()
-    finished = _transition(
-        command,
-        new,
-        REPORTABLE_FROM[new],
-        finished_at=now,
-        executed_at=executed_at or now,
-        result=result,
-        exit_code=exit_code,
-        output=_cap_output(output),
-        error=_cap_output(error),
+    finished = commands_transition(
+        [command],
+        REPORT_TRIGGERS[new],
+        actor=identity,
+        fields={
+            "finished_at": now,
+            "executed_at": executed_at or now,
+            "result": result,
+            "exit_code": exit_code,
+            "output": _cap_output(output),
+            "error": _cap_output(error),
+        },
+        audit_data={"status": new, "exit_code": exit_code},
     )
     if not finished:
         _refuse(command, new)
-    audit_record(
-        actor=identity,
-        action="command.report",
-        target=command,
-        data={"status": new, "exit_code": exit_code},
-    )
     return command
 
 
@@ -495,12 +405,11 @@ def command_cancel(*, actor: Actor, command: Command) -> Command:
             "The device is already running this command; it cannot be canceled.",
             code="in_progress",
         )
-    canceled = _transition(
-        command, Status.CANCELED, {Status.QUEUED, Status.DELIVERED}, finished_at=timezone.now()
+    canceled = commands_transition(
+        [command], Trigger.CANCEL, actor=actor, fields={"finished_at": timezone.now()}
     )
     if not canceled:
         _refuse(command, Status.CANCELED)
-    audit_record(actor=actor, action="command.cancel", target=command)
     return command
 
 
@@ -516,40 +425,61 @@ class SweepReport:
 
 def commands_sweep(*, now: datetime | None = None) -> SweepReport:
     """Expire, re-queue and time out commands whose clocks ran out. A command the
-    server gives up on says why in its `error`."""
+    server gives up on says why in its `error`.
+
+    Set-based: each kind of transition is a few statements per batch of
+    COMMAND_SWEEP_BATCH commands, however many commands it moves.
+    """
     now = now or timezone.now()
-    report = SweepReport()
-    for command in Command.objects.filter(status=Status.QUEUED, expires_at__lte=now):
-        report.expired += _transition(
-            command,
-            Status.EXPIRED,
-            {Status.QUEUED},
-            finished_at=now,
-            error=f"not delivered before it expired at {command.expires_at.isoformat()}",
-        )
-    for command in Command.objects.filter(status=Status.DELIVERED, ack_deadline__lte=now):
-        if command.attempts < command.max_attempts:
-            if _transition(command, Status.QUEUED, {Status.DELIVERED}, ack_deadline=None):
-                report.requeued += 1
-                queue_mark([command.device_id])
-        else:
-            report.timed_out += _transition(
-                command,
-                Status.TIMED_OUT,
-                {Status.DELIVERED},
-                finished_at=now,
-                error=_unacknowledged_error(command),
-            )
-    for command in Command.objects.filter(status=Status.IN_PROGRESS, deadline__lte=now):
-        report.timed_out += _transition(
-            command,
-            Status.TIMED_OUT,
-            {Status.IN_PROGRESS},
-            finished_at=now,
-            error=f"not finished within its {command.timeout_seconds} s timeout",
-        )
+    ended = {"finished_at": now}
+    queued, delivered, running = (
+        Command.objects.filter(status=Status.QUEUED, expires_at__lte=now),
+        Command.objects.filter(status=Status.DELIVERED, ack_deadline__lte=now),
+        Command.objects.filter(status=Status.IN_PROGRESS, deadline__lte=now),
+    )
+    report = SweepReport(
+        expired=_sweep(queued, Trigger.EXPIRE, ended, _expired_error),
+        requeued=_sweep(
+            delivered.filter(attempts__lt=F("max_attempts")),
+            Trigger.REQUEUE,
+            {"ack_deadline": None},
+        ),
+    )
+    report.timed_out = _sweep(
+        delivered.filter(attempts__gte=F("max_attempts")),
+        Trigger.TIME_OUT,
+        ended,
+        _unacknowledged_error,
+    ) + _sweep(running, Trigger.TIME_OUT, ended, _overdue_error)
     _queue_markers_restore()
     return report
+
+
+def _sweep(
+    due: QuerySet,
+    trigger: Trigger,
+    fields: dict[str, Any],
+    error: Callable[[Command], str] | None = None,
+) -> int:
+    """Move every command of `due` by `trigger`, a locked batch at a time
+    (SKIP LOCKED: a command a poll or report holds is left to them)."""
+    per_command = (lambda c: {"error": error(c)}) if error else None
+    moved = 0
+    while True:
+        with transaction.atomic():
+            batch = list(
+                due.order_by("pk").select_for_update(skip_locked=True)[
+                    : settings.COMMAND_SWEEP_BATCH
+                ]
+            )
+            commands_transition(batch, trigger, actor=None, fields=fields, per_command=per_command)
+        moved += len(batch)
+        if len(batch) < settings.COMMAND_SWEEP_BATCH:
+            return moved
+
+
+def _expired_error(command: Command) -> str:
+    return f"not delivered before it expired at {command.expires_at.isoformat()}"
 
 
 def _unacknowledged_error(command: Command) -> str:
@@ -559,10 +489,31 @@ def _unacknowledged_error(command: Command) -> str:
     return f"not acknowledged within {waited} s after {command.attempts} {deliveries}"
 
 
+def _overdue_error(command: Command) -> str:
+    return f"not finished within its {command.timeout_seconds} s timeout"
+
+
 def _queue_markers_restore() -> None:
     """The queue markers live in the cache; if it lost them (a Redis restart),
     put back the missing ones, so that no queued command waits for ever."""
     queued = Command.objects.filter(status=Status.QUEUED).order_by().values_list("device_id")
     device_pks = [pk for (pk,) in queued.distinct()]
-    present = cache.get_many([_marker_key(pk) for pk in device_pks])
-    queue_mark(pk for pk in device_pks if _marker_key(pk) not in present)
+    present = cache.get_many([marker_key(pk) for pk in device_pks])
+    queue_mark(pk for pk in device_pks if marker_key(pk) not in present)
+
+
+# --- Retention ------------------------------------------------------------------------
+
+
+def commands_prune(*, now: datetime) -> int:
+    """Delete finished commands older than COMMAND_RETENTION_DAYS (queued, delivered
+    and running ones are never touched), then the bulk groups left empty.
+    Their events stay until the event log's own retention."""
+    cutoff = now - timedelta(days=settings.COMMAND_RETENTION_DAYS)
+    old = Q(finished_at__lt=cutoff) | Q(finished_at__isnull=True, created_at__lt=cutoff)
+    batch = settings.RETENTION_BATCH_SIZE
+    pruned = rows_prune(Command.objects.filter(old, status__in=TERMINAL), batch=batch)
+    rows_prune(
+        CommandGroup.objects.filter(created_at__lt=cutoff, commands__isnull=True), batch=batch
+    )
+    return pruned

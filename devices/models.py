@@ -142,6 +142,16 @@ class Event(models.Model):
     device = models.ForeignKey(
         Device, null=True, blank=True, on_delete=models.CASCADE, related_name="events"
     )
+    # The command the event is about (a string reference: devices does not
+    # import commands). Pruning a command keeps its events until their own
+    # retention ends.
+    command = models.ForeignKey(
+        "commands.Command",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+    )
     kind = models.CharField(max_length=64, db_index=True)
     message = models.CharField(max_length=500, blank=True)
     data = models.JSONField(default=dict, blank=True)
