@@ -6,7 +6,6 @@ from django.utils.html import format_html_join
 from commands import services
 from commands.models import Command, CommandGroup
 from devices.admin import ReadOnlyAdmin
-from devices.models import Event
 from homepot.errors import ServiceError
 
 
@@ -60,9 +59,7 @@ class CommandAdmin(ReadOnlyAdmin):
 
     @admin.display(description="transitions")
     def transitions(self, command: Command) -> str:
-        events = Event.objects.filter(data__command_id=str(command.command_id)).order_by(
-            "created_at", "id"
-        )
+        events = command.events.order_by("created_at", "id")  # the indexed foreign key
         return format_html_join(
             "\n", "<div>{} &nbsp; {}</div>", ((e.created_at.isoformat(), e.message) for e in events)
         )

@@ -2,6 +2,7 @@ import logging
 from dataclasses import asdict
 
 from celery import shared_task
+from django.utils import timezone
 
 from commands import services
 
@@ -14,3 +15,8 @@ def sweep_commands() -> dict[str, int]:
     if any(report.values()):
         logger.info("command sweep: %s", report)
     return report
+
+
+@shared_task
+def prune_commands() -> int:
+    return services.commands_prune(now=timezone.now())
