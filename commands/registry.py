@@ -5,24 +5,49 @@ time. A later command (power supply, ARP scan) is one more entry here.
 """
 
 from dataclasses import dataclass
+from typing import Any, ClassVar
 
 from rest_framework import serializers
 
 from homepot.api import StrictSerializer
 
+# A systemd unit name, matched against the whole string. The agent checks the
+# same pattern (exported with the contract, see commands/contract.py).
+SERVICE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}"
 
-class NoPayload(StrictSerializer):
+
+class FullMatchField(serializers.RegexField):
+    """A string matching `pattern` as a whole, as sent: not trimmed first, since
+    the agent checks the very string it receives ("nginx\\n" is no unit name)."""
+
+    def __init__(self, pattern: str, **kwargs: Any) -> None:
+        self.pattern = pattern
+        super().__init__(rf"\A(?:{pattern})\Z", trim_whitespace=False, **kwargs)
+
+
+class Payload(StrictSerializer):
+    # The fewest fields a payload must name (exported with the contract).
+    MIN_FIELDS: ClassVar[int] = 0
+
+    def validate(self, attrs: dict) -> dict:
+        attrs = super().validate(attrs)
+        if len(attrs) < self.MIN_FIELDS:
+            raise serializers.ValidationError("Name at least one setting to change.")
+        return attrs
+
+
+class NoPayload(Payload):
     pass
 
 
-class ServicePayload(StrictSerializer):
-    service = serializers.RegexField(
-        r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$",
-        error_messages={"invalid": "Not a systemd unit name."},
+class ServicePayload(Payload):
+    service = FullMatchField(
+        SERVICE_NAME_PATTERN, error_messages={"invalid": "Not a systemd unit name."}
     )
 
 
-class UpdateConfigPayload(StrictSerializer):
+class UpdateConfigPayload(Payload):
+    MIN_FIELDS = 1
     collect_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     push_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
     poll_interval = serializers.IntegerField(min_value=1, max_value=86400, required=False)
@@ -30,17 +55,11 @@ class UpdateConfigPayload(StrictSerializer):
         child=serializers.SlugField(max_length=64), max_length=64, required=False
     )
 
-    def validate(self, attrs: dict) -> dict:
-        attrs = super().validate(attrs)
-        if not attrs:
-            raise serializers.ValidationError("Name at least one setting to change.")
-        return attrs
-
 
 @dataclass(frozen=True)
 class CommandType:
     name: str
-    payload: type[serializers.Serializer]
+    payload: type[Payload]
     description: str
     # Seconds the agent may take after acknowledging before the command times out.
     default_timeout: int = 300

@@ -21,10 +21,13 @@ from typing import Any, Protocol
 
 import psutil
 
+from homepot_agent import contract
+
 logger = logging.getLogger(__name__)
 
 BOOT_ID_PATH = Path("/proc/sys/kernel/random/boot_id")
-METRIC_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+# The server's metric-name pattern (contract.json); 100 characters at most.
+METRIC_NAME_RE = contract.METRIC_NAME
 METRIC_NAME_MAX = 100
 SYSTEMCTL_TIMEOUT = 10.0
 

@@ -14,6 +14,8 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
+from homepot_agent import contract
+
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.9 / 3.10
@@ -21,16 +23,8 @@ else:  # pragma: no cover - Python 3.9 / 3.10
 
 DEFAULT_CONFIG_PATH = Path("/etc/homepot/agent.toml")
 ENV_PREFIX = "HOMEPOT_AGENT_"
-ALL_COMMANDS = [
-    "ping",
-    "reboot",
-    "restart_service",
-    "stop_service",
-    "start_service",
-    "service_status",
-    "list_services",
-    "update_config",
-]
+# Every command type the server may send: from the server's contract.json.
+ALL_COMMANDS = list(contract.COMMAND_TYPES)
 
 
 class ConfigError(ValueError):

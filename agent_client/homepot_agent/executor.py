@@ -15,14 +15,13 @@
 from __future__ import annotations
 
 import math
-import re
 import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from homepot_agent import __version__
+from homepot_agent import __version__, contract
 from homepot_agent.collectors import boot_id as read_boot_id
 from homepot_agent.config import ALL_COMMANDS, AgentConfig, ConfigError, config_from_mapping
 
@@ -34,7 +33,9 @@ FAILED = "failed"
 REJECTED = "rejected"
 IN_PROGRESS = "in_progress"
 
-SERVICE_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}$")
+# The service-name pattern and each type's payload fields: the server's contract.
+SERVICE_NAME = contract.SERVICE_NAME
+PAYLOAD_KEYS: dict[str, tuple[str, ...]] = contract.payload_keys()
 SERVICE_VERBS = {
     "restart_service": "restart",
     "stop_service": "stop",
@@ -43,13 +44,31 @@ SERVICE_VERBS = {
 SERVICE_COMMANDS = {*SERVICE_VERBS, "service_status"}
 # The only settings the server may change; never the allowlists or server_url.
 REMOTE_SETTINGS = ("collect_interval", "push_interval", "poll_interval", "enabled_collectors")
-PAYLOAD_KEYS: dict[str, tuple[str, ...]] = {
+# What this agent implements, as the contract describes it: command type ->
+# payload fields. contract_problems() compares it with contract.json.
+IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "ping": (),
     "reboot": (),
     "list_services": (),
     "update_config": REMOTE_SETTINGS,
     **{name: ("service",) for name in SERVICE_COMMANDS},
 }
+
+
+def contract_problems(payload_keys: dict[str, tuple[str, ...]] = PAYLOAD_KEYS) -> list[str]:
+    """Where the server's contract and what this agent implements disagree."""
+    problems = []
+    for name in sorted(set(payload_keys) | set(IMPLEMENTED)):
+        if name not in IMPLEMENTED:
+            problems.append(f"{name}: in the contract, not implemented by the agent")
+        elif name not in payload_keys:
+            problems.append(f"{name}: implemented by the agent, not in the contract")
+        elif set(payload_keys[name]) != set(IMPLEMENTED[name]):
+            problems.append(
+                f"{name}: the contract's payload {sorted(payload_keys[name])}, "
+                f"the agent's {sorted(IMPLEMENTED[name])}"
+            )
+    return problems
 
 
 @dataclass(frozen=True)
