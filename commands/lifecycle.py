@@ -113,7 +113,7 @@ def commands_transition(
     if row is None:
         return []
     own = {command.pk: per_command(command) if per_command else {} for command in commands}
-    with transaction.atomic(savepoint=False):
+    with transaction.atomic():
         moved = Command.objects.filter(pk__in=own, status=source).update(
             status=row.target, **(fields or {}), **_per_row(own)
         )
