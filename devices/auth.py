@@ -12,8 +12,7 @@ requests need no round trip at all.
 
 import logging
 import secrets
-from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any
 
 from django.conf import settings
 from django.core.cache import cache
@@ -26,8 +25,10 @@ from rest_framework.request import Request
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
+from devices.identity import DeviceIdentity
 from devices.keys import NewKey, parse_api_key, secret_matches, sha256_hex
 from devices.models import DEVICE_ID_FORMAT, DeviceCredential
+from devices.presence import device_mark_seen
 from devices.throttle import count_add, counts_get
 from homepot.local_memory import local_memory
 
@@ -35,22 +36,6 @@ logger = logging.getLogger(__name__)
 
 DEVICE_ID_HEADER = "X-Device-ID"
 API_KEY_HEADER = "X-API-Key"
-
-
-@dataclass(frozen=True)
-class DeviceIdentity:
-    """The authenticated device: what a device request acts as, and nothing else."""
-
-    pk: int
-    device_id: str
-    site_pk: int
-    credential_pk: int
-
-    is_authenticated: ClassVar[bool] = True
-    is_anonymous: ClassVar[bool] = False
-
-    def __str__(self) -> str:
-        return self.device_id
 
 
 def _generation_key(device_id: str) -> str:
@@ -261,8 +246,6 @@ class DeviceKeyAuthentication(BaseAuthentication):
         identity = device_authenticate(
             device_id=device_id, api_key=api_key, client_address=client_address
         )
-        from devices.services import device_mark_seen  # services import this module
-
         device_mark_seen(identity=identity)
         return identity, None
 

@@ -1,4 +1,9 @@
-"""Noticing two agents that use one identity (a copied state directory, a cloned SD card).
+"""A device's identity: what an authenticated device request acts as, and noticing
+two agents that use one identity (a copied state directory, a cloned SD card).
+
+DeviceIdentity lives here, below auth and the services, so that everything that
+needs the type (auth, the event log, presence, services) can import it without
+importing device auth.
 
 Each HOMEPOT agent process sends a random `instance_id` in its heartbeat
 attributes. A restart changes it once: A, then B, and A never comes back.
@@ -11,10 +16,28 @@ instance change always does), so the agents' hot path pays nothing for it.
 """
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 from django.conf import settings
 from django.core.cache import cache
 from django.utils import timezone
+
+
+@dataclass(frozen=True)
+class DeviceIdentity:
+    """The authenticated device: what a device request acts as, and nothing else."""
+
+    pk: int
+    device_id: str
+    site_pk: int
+    credential_pk: int
+
+    is_authenticated: ClassVar[bool] = True
+    is_anonymous: ClassVar[bool] = False
+
+    def __str__(self) -> str:
+        return self.device_id
+
 
 # Distinct instances remembered per device: enough for restarts and a few clones.
 MAX_REMEMBERED = 8

@@ -3,70 +3,27 @@
 import json
 import logging
 import math
-import time
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AbstractBaseUser
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
 from django.db.models import F, Q
 from django.utils import timezone
 
 from devices.auth import DeviceIdentity, TooManyRequests, auth_generation_reset
+from devices.events import Actor, actor_user, audit_record, event_record
 from devices.identity import instance_seen
 from devices.keys import hash_secret, new_api_key, new_enrollment_token, sha256_hex
-from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
+from devices.models import Device, DeviceCredential, EnrollmentToken, Site
 from homepot.errors import ConflictError, CredentialRejected, Forbidden, NotFoundError
 
 logger = logging.getLogger(__name__)
 
-Actor = AbstractBaseUser | DeviceIdentity | None
 # The heartbeat attribute in which HOMEPOT's agent names its process (random per start).
 INSTANCE_ID_ATTRIBUTE = "instance_id"
-
-
-def actor_user(actor: Actor) -> AbstractBaseUser | None:
-    """The Django user behind an actor, if a user (not a device or the system) acts."""
-    return actor if isinstance(actor, AbstractBaseUser) else None
-
-
-# --- Audit trail and events ------------------------------------------------------------
-
-
-def audit_record(
-    *, actor: Actor | Device, action: str, target: Any, data: dict | None = None
-) -> None:
-    user = actor_user(actor)
-    device_pk = actor.pk if isinstance(actor, DeviceIdentity | Device) else None
-    AuditEntry.objects.create(
-        actor_user=user,
-        actor_device_id=device_pk,
-        actor=str(actor) if actor is not None else "system",
-        action=action,
-        target_type=type(target).__name__.lower(),
-        target_id=_public_id(target),
-        data=data or {},
-    )
-
-
-def _public_id(target: Any) -> str:
-    """The id operators know a thing by: device_id, site_id, command_id, group_id."""
-    if isinstance(target, Device):
-        return target.device_id
-    if isinstance(target, Site):
-        return target.site_id
-    for attr in ("command_id", "group_id"):
-        if hasattr(target, attr):
-            return str(getattr(target, attr))
-    return str(target.pk)
-
-
-def event_record(*, kind: str, device: Device | int | None, message: str = "", **data: Any) -> None:
-    device_pk = device.pk if isinstance(device, Device) else device
-    Event.objects.create(device_id=device_pk, kind=kind, message=message, data=data)
 
 
 # --- Sites and enrollment tokens ------------------------------------------------------------
@@ -315,37 +272,6 @@ def device_decommission(*, device: Device, actor: Actor) -> None:
 # --- Presence ------------------------------------------------------------------------------
 
 
-# When this process last wrote each device's last_seen (monotonic seconds).
-_last_seen_written: dict[int, float] = {}
-
-
-def presence_cache_clear() -> None:
-    _last_seen_written.clear()
-
-
-def device_mark_seen(*, identity: DeviceIdentity, now: datetime | None = None) -> None:
-    """Keep last_seen fresh, writing at most once per DEVICE_LAST_SEEN_WRITE_SECONDS.
-
-    The window is kept per process: with N web workers a device costs at most
-    N writes per window, and the hot path costs no cache round trip.
-    """
-    clock = time.monotonic()
-    written = _last_seen_written.get(identity.pk)
-    if written is not None and clock - written < settings.DEVICE_LAST_SEEN_WRITE_SECONDS:
-        return
-    _last_seen_written[identity.pk] = clock
-    now = now or timezone.now()
-    came_back = (
-        Device.objects.filter(pk=identity.pk, decommissioned_at__isnull=True)
-        .exclude(status=Device.Status.ONLINE)
-        .update(status=Device.Status.ONLINE, last_seen=now)
-    )
-    if came_back:
-        event_record(kind="device.online", device=identity.pk)
-    else:
-        Device.objects.filter(pk=identity.pk).update(last_seen=now)
-
-
 def device_heartbeat(
     *,
     identity: DeviceIdentity,
@@ -356,7 +282,7 @@ def device_heartbeat(
     """Store reported state when it differs from the last heartbeat's; True if written.
 
     A digest of the last stored state lives in the cache, so an unchanged
-    heartbeat costs no database write (last_seen is kept by device_mark_seen).
+    heartbeat costs no database write (last_seen is kept by presence.device_mark_seen).
     A changed one is also where a new agent instance shows (see devices.identity).
     """
     reported: dict[str, Any] = {"attributes": attributes, "agent_version": agent_version}

@@ -8,6 +8,7 @@ from rest_framework.test import APIClient
 
 from devices import services
 from devices.models import Device, Site
+from devices.presence import presence_cache_clear
 from homepot.local_memory import local_memory
 from homepot.roles import ADMIN, OPERATOR, VIEWER
 
@@ -130,7 +131,7 @@ def _fresh_process_caches() -> None:
     from analytics.services import metric_id_cache_clear
 
     metric_id_cache_clear()
-    services.presence_cache_clear()
+    presence_cache_clear()
     memory = local_memory()
     if memory is not None:
         memory.clear()
