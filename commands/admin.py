@@ -1,12 +1,35 @@
+"""The commands part of the admin: command and group pages, and the command panel
+and queue actions of the device page."""
+
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
+from django.urls import reverse
 from django.utils.html import format_html_join
 
-from commands import services
+from commands import selectors, services
+from commands.admin_actions import DEVICE_ACTIONS
 from commands.models import Command, CommandGroup
 from devices.admin import ReadOnlyAdmin
+from devices.admin_panels import device_actions_register, device_panel_register
+from devices.models import Device
 from homepot.errors import ServiceError
+
+
+def _commands_panel(request: HttpRequest, device: Device) -> dict:
+    changelist = reverse("admin:commands_command_changelist")
+    return {
+        "commands": selectors.device_commands_latest(device=device),
+        "all_commands_url": f"{changelist}?device__id__exact={device.pk}",
+    }
+
+
+device_panel_register(
+    name="commands",
+    template="admin/commands/device_commands_panel.html",
+    context=_commands_panel,
+)
+device_actions_register(*DEVICE_ACTIONS)
 
 
 @admin.register(Command)

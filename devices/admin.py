@@ -10,9 +10,8 @@ from django.template.response import TemplateResponse
 from django.urls import reverse
 from django.utils import timezone
 
-from analytics.admin_panel import device_telemetry_context
-from commands.admin_actions import DEVICE_ACTIONS
-from devices import services
+from devices import selectors, services
+from devices.admin_panels import device_actions, device_panels_render
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
 from homepot.errors import ServiceError
 
@@ -95,19 +94,6 @@ class CredentialInline(admin.TabularInline):
         return False
 
 
-class EventInline(admin.TabularInline):
-    model = Event
-    fields = ["created_at", "kind", "message", "data"]
-    readonly_fields = fields
-    extra = 0
-    can_delete = False
-    max_num = 0
-    verbose_name_plural = "events"
-
-    def get_queryset(self, request: HttpRequest) -> QuerySet:
-        return super().get_queryset(request).order_by("-created_at")
-
-
 @admin.register(Device)
 class DeviceAdmin(StrictObjectIdAdmin):
     list_display = [
@@ -131,8 +117,14 @@ class DeviceAdmin(StrictObjectIdAdmin):
         "created_at",
         "decommissioned_at",
     ]
-    inlines = [CredentialInline, EventInline]
-    actions = ["rotate_keys", "revoke_keys", "decommission", *DEVICE_ACTIONS]
+    inlines = [CredentialInline]
+    own_actions = ["rotate_keys", "revoke_keys", "decommission"]
+
+    @property
+    def actions(self) -> list:
+        # Read on each request: commands registers its queue actions when the
+        # admin loads its module, which may be after this class is built.
+        return [*self.own_actions, *device_actions()]
 
     def change_view(
         self,
@@ -145,22 +137,27 @@ class DeviceAdmin(StrictObjectIdAdmin):
         if device is not None:
             if request.method == "GET":
                 self._warn_of_identity_conflict(request, device)
-            chosen = request.GET.getlist("chart")
-            extra_context = {**(extra_context or {}), **device_telemetry_context(device, chosen)}
+            extra_context = {**(extra_context or {}), **self._page_context(request, device)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def _page_context(self, request: HttpRequest, device: Device) -> dict:
+        """The latest events (not all: a long history would make a huge page) and
+        the panels other apps registered for the device page."""
+        events_url = reverse("admin:devices_event_changelist")
+        return {
+            "latest_events": selectors.device_events_latest(device=device),
+            "all_events_url": f"{events_url}?device__id__exact={device.pk}",
+            "homepot_panels": device_panels_render(request, device),
+        }
 
     def _warn_of_identity_conflict(self, request: HttpRequest, device: Device) -> None:
         """Put a recent identity conflict at the top of the page until a new key
         (the remedy) is issued after it."""
-        conflict = (
-            Event.objects.filter(device=device, kind="device.identity_conflict")
-            .order_by("-created_at")
-            .first()
-        )
+        conflict = selectors.device_identity_conflict_latest(device=device)
         if conflict is None:
             return
-        newest_key = device.credentials.order_by("-created_at").values("created_at").first()
-        if newest_key is not None and newest_key["created_at"] > conflict.created_at:
+        newest_key = selectors.device_newest_key_created(device=device)
+        if newest_key is not None and newest_key > conflict.created_at:
             return
         when = conflict.created_at.strftime("%Y-%m-%d %H:%M UTC")
         self.message_user(request, f"{conflict.message} (recorded {when})", messages.WARNING)

@@ -1,0 +1,27 @@
+"""Reads of the fleet that several pages share (writes are in services)."""
+
+from datetime import datetime
+
+from devices.models import Device, Event
+
+# The device page shows this many of the device's latest events; the rest are a
+# link away, so the page stays small however long the device's history.
+DEVICE_PAGE_EVENTS = 50
+
+
+def device_events_latest(*, device: Device, limit: int = DEVICE_PAGE_EVENTS) -> list[Event]:
+    """The device's newest events first (served by the (device, -created_at) index)."""
+    return list(Event.objects.filter(device=device).order_by("-created_at", "-id")[:limit])
+
+
+def device_identity_conflict_latest(*, device: Device) -> Event | None:
+    return (
+        Event.objects.filter(device=device, kind="device.identity_conflict")
+        .order_by("-created_at")
+        .first()
+    )
+
+
+def device_newest_key_created(*, device: Device) -> datetime | None:
+    """When the device's newest API key was issued (None: it never had one)."""
+    return device.credentials.order_by("-created_at").values_list("created_at", flat=True).first()
