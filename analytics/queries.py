@@ -4,6 +4,12 @@ A series is answered from the coarsest source whose resolution divides the
 step (hour rollups, minute rollups, raw samples). Rollups trail real time, so
 the part of the range after the last rolled-up bucket is answered from the
 next finer source: the newest points are never missing.
+
+Each source is kept for its own retention (raw samples the shortest, hour
+rollups years). A range starting before a source's horizon is answered from
+the next coarser source that still reaches back to its start, with the step
+raised to a whole multiple of that source's resolution; the answer names the
+resolution and the step it used.
 """
 
 import math
@@ -19,7 +25,15 @@ from homepot.errors import NotFoundError, ServiceError
 
 # (bucket or ts, min, max, sum, count)
 Row = tuple[datetime, float, float, float, int]
+# Coarsest first: (source, model, resolution in seconds).
 SOURCES = [("hour", RollupHour, 3600), ("minute", RollupMinute, 60), ("raw", Sample, 1)]
+# The resolution each source answers at, as the API names it.
+RESOLUTIONS = {"hour": "1h", "minute": "1m", "raw": "raw"}
+RETENTION_SETTINGS = {
+    "hour": "TELEMETRY_HOUR_RETENTION_DAYS",
+    "minute": "TELEMETRY_MINUTE_RETENTION_DAYS",
+    "raw": "TELEMETRY_RAW_RETENTION_DAYS",
+}
 
 
 @dataclass
@@ -30,6 +44,7 @@ class Series:
     start: datetime
     end: datetime
     source: str
+    resolution: str
     points: list[dict] = field(default_factory=list)
 
 
@@ -99,8 +114,29 @@ def json_number(value: float | None) -> float | None:
     return None
 
 
+def _horizon(level: int, now: datetime) -> datetime:
+    days = getattr(settings, RETENTION_SETTINGS[SOURCES[level][0]])
+    return datetime.fromtimestamp(now.timestamp() - days * 86400, tz=UTC)
+
+
+def _source_level(step: int, start: datetime, now: datetime) -> int:
+    """Index into SOURCES: the coarsest source whose resolution divides the step,
+    or a coarser one if the range starts before that source's horizon."""
+    level = next(i for i, (_, _, resolution) in enumerate(SOURCES) if step % resolution == 0)
+    while level > 0 and start < _horizon(level, now):
+        level -= 1
+    return level
+
+
 def metric_series(
-    *, device_pk: int, name: str, start: datetime, end: datetime, step: int, agg: str
+    *,
+    device_pk: int,
+    name: str,
+    start: datetime,
+    end: datetime,
+    step: int,
+    agg: str,
+    now: datetime | None = None,
 ) -> Series:
     metric_pk = MetricName.objects.filter(name=name).values_list("pk", flat=True).first()
     if metric_pk is None:
@@ -110,11 +146,13 @@ def metric_series(
             f"More than {settings.TELEMETRY_QUERY_MAX_POINTS} points: use a larger step.",
             code="too_many_points",
         )
+    level = _source_level(step, start, now or datetime.now(tz=UTC))
+    source, _, resolution = SOURCES[level]
+    step = -(-step // resolution) * resolution  # a whole number of source buckets
     # Align to the step so every bucket is whole.
     start = datetime.fromtimestamp(int(start.timestamp()) // step * step, tz=UTC)
-    level = next(i for i, (_, _, resolution) in enumerate(SOURCES) if step % resolution == 0)
     points = _aggregate(_rows(level, device_pk, metric_pk, start, end), step, agg)
-    return Series(name, agg, step, start, end, SOURCES[level][0], points)
+    return Series(name, agg, step, start, end, source, RESOLUTIONS[source], points)
 
 
 def latest_values(device_pk: int) -> dict[str, dict]:

@@ -78,6 +78,12 @@ class SeriesSerializer(serializers.Serializer):
     start = serializers.DateTimeField()
     end = serializers.DateTimeField()
     source = serializers.CharField(help_text="raw, minute or hour: where the points came from")
+    resolution = serializers.ChoiceField(
+        choices=["raw", "1m", "1h"],
+        help_text="The finest data the points were computed from. A range that starts "
+        "before raw retention (or minute-rollup retention) is answered from coarser "
+        "rollups, and `step` is then raised to a whole multiple of their resolution.",
+    )
     points = PointSerializer(many=True)
 
 

@@ -118,7 +118,10 @@ class DeviceMetricSeriesApi(TelemetryReadApi):
         responses=SeriesSerializer,
         description="One metric of one device over [start, end) (default: the last 24 hours) "
         "in buckets of `step` seconds, aggregated with `agg`. Steps that are whole hours read "
-        "hour rollups, whole minutes minute rollups, others raw samples.",
+        "hour rollups, whole minutes minute rollups, others raw samples. A range that starts "
+        "before a source's retention is answered from the next coarser rollups that reach "
+        "back to it (hour rollups are kept longest), with `step` raised to a whole multiple "
+        "of their resolution; `resolution` and `step` in the answer say what was used.",
     )
     def get(self, request: Request, device_id: str) -> Response:
         query = SeriesQuerySerializer(data=request.query_params)
