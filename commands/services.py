@@ -25,8 +25,8 @@ from commands.lifecycle import Trigger, command_event, commands_transition
 from commands.markers import EMPTY_QUEUE_MEMORY_SECONDS, marker_key, queue_mark, queue_scope
 from commands.models import TERMINAL, Command, CommandGroup, Status
 from commands.registry import command_type_get, payload_validate
-from devices.auth import DeviceIdentity
 from devices.events import Actor, actor_user, audit_record, events_record, rows_prune
+from devices.identity import DeviceIdentity
 from devices.keys import sha256_hex
 from devices.models import Device
 from homepot.errors import ConflictError, NotFoundError, ServiceError
