@@ -10,7 +10,7 @@ from django.template.response import TemplateResponse
 from rest_framework.exceptions import ValidationError
 
 from commands.registry import COMMAND_TYPES
-from commands.services import CommandSpec, command_enqueue
+from commands.services import CommandSpec, commands_enqueue_bulk
 from homepot.errors import ServiceError
 
 Action = Callable[[admin.ModelAdmin, HttpRequest, QuerySet], TemplateResponse | None]
@@ -30,14 +30,24 @@ class ServiceForm(forms.Form):
 def _queue(
     modeladmin: admin.ModelAdmin, request: HttpRequest, devices: QuerySet, spec: CommandSpec
 ) -> None:
-    queued = 0
-    for device in devices:
-        try:
-            command_enqueue(actor=request.user, device=device, spec=spec)
-            queued += 1
-        except ServiceError as exc:
-            modeladmin.message_user(request, f"{device}: {exc.message}", messages.WARNING)
-    modeladmin.message_user(request, f"Queued {spec.command_type} for {queued} device(s).")
+    """Queue through the bulk service the API uses: one group, one audit entry, the
+    same device limit. Decommissioned devices in the selection are named and skipped."""
+    for device_id in devices.exclude(decommissioned_at=None).values_list("device_id", flat=True):
+        modeladmin.message_user(
+            request, f"{device_id}: Device {device_id} is decommissioned.", messages.WARNING
+        )
+    active = devices.filter(decommissioned_at=None)
+    device_ids = sorted(active.values_list("device_id", flat=True))
+    if not device_ids:
+        return
+    try:
+        commands_enqueue_bulk(
+            actor=request.user, devices=active, spec=spec, target={"device_ids": device_ids}
+        )
+    except ServiceError as exc:
+        modeladmin.message_user(request, exc.message, messages.ERROR)
+        return
+    modeladmin.message_user(request, f"Queued {spec.command_type} for {len(device_ids)} device(s).")
 
 
 def queue_action(command_type: str) -> Action:

@@ -3,7 +3,7 @@ from datetime import timedelta
 from django.contrib import admin, messages
 from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
-from django.db import connection
+from django.db import connection, transaction
 from django.db.models import Count, Field, Model, QuerySet
 from django.http import Http404, HttpRequest, HttpResponse
 from django.template.response import TemplateResponse
@@ -12,6 +12,7 @@ from django.utils import timezone
 
 from devices import selectors, services
 from devices.admin_panels import device_actions, device_panels_render
+from devices.events import audit_record
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
 from homepot.errors import ServiceError
 
@@ -70,13 +71,61 @@ class ReadOnlyAdmin(StrictObjectIdAdmin):
         return False
 
 
+class AuditedAdmin(StrictObjectIdAdmin):
+    """Puts what the admin changes and deletes itself in the audit trail, with who
+    did it. (Adds and actions go through the services, which audit them.) The
+    admin runs a save or a delete in one transaction with its audit entry."""
+
+    audit_name: str  # the first part of the audit action: "<audit_name>.change"
+
+    def save_model(self, request: HttpRequest, obj: Model, form, change: bool) -> None:  # noqa: ANN001
+        super().save_model(request, obj, form, change)
+        if change and form.changed_data:
+            changed = {name: _audit_value(form.cleaned_data[name]) for name in form.changed_data}
+            audit_record(
+                actor=request.user,
+                action=f"{self.audit_name}.change",
+                target=obj,
+                data={"changed": changed},
+            )
+
+    def delete_model(self, request: HttpRequest, obj: Model) -> None:
+        audit_record(actor=request.user, action=f"{self.audit_name}.delete", target=obj)
+        super().delete_model(request, obj)
+
+    def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
+        # The list's "delete selected" action is not wrapped in a transaction by Django.
+        with transaction.atomic():
+            for obj in queryset:
+                audit_record(actor=request.user, action=f"{self.audit_name}.delete", target=obj)
+            super().delete_queryset(request, queryset)
+
+
+def _audit_value(value: object) -> object:
+    """A form value as the audit trail keeps it (JSON): a site by its public id."""
+    if isinstance(value, Site):
+        return value.site_id
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    return str(value)
+
+
 @admin.register(Site)
-class SiteAdmin(StrictObjectIdAdmin):
+class SiteAdmin(AuditedAdmin):
     list_display = ["site_id", "name", "location", "device_count", "created_at"]
     search_fields = ["site_id", "name", "location"]
+    audit_name = "site"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(device_count=Count("devices"))
+
+    def save_model(self, request: HttpRequest, obj: Site, form, change: bool) -> None:  # noqa: ANN001
+        if change:
+            super().save_model(request, obj, form, change)
+            return
+        # A new site is created as the API creates one (and audited there).
+        site = services.site_create(actor=request.user, **form.cleaned_data)
+        obj.pk = site.pk
 
     @admin.display(ordering="device_count", description="devices")
     def device_count(self, site: Site) -> int:
@@ -95,7 +144,7 @@ class CredentialInline(admin.TabularInline):
 
 
 @admin.register(Device)
-class DeviceAdmin(StrictObjectIdAdmin):
+class DeviceAdmin(AuditedAdmin):
     list_display = [
         "device_id",
         "name",
@@ -109,6 +158,7 @@ class DeviceAdmin(StrictObjectIdAdmin):
     list_filter = ["status", "site", "device_type", "is_simulated"]
     search_fields = ["device_id", "name", "ip_address"]
     list_select_related = ["site"]
+    audit_name = "device"
     readonly_fields = [
         "status",
         "last_seen",
@@ -242,11 +292,12 @@ class DeviceAdmin(StrictObjectIdAdmin):
 
 
 @admin.register(EnrollmentToken)
-class EnrollmentTokenAdmin(StrictObjectIdAdmin):
+class EnrollmentTokenAdmin(AuditedAdmin):
     list_display = ["__str__", "site", "label", "uses", "max_uses", "expires_at", "revoked_at"]
     list_filter = ["site"]
     fields = ["site", "label", "expires_at", "max_uses"]
     actions = ["revoke"]
+    audit_name = "enrollment_token"
 
     def get_readonly_fields(
         self, request: HttpRequest, obj: EnrollmentToken | None = None
@@ -264,6 +315,8 @@ class EnrollmentTokenAdmin(StrictObjectIdAdmin):
         return {"expires_at": timezone.now() + timedelta(hours=24), "max_uses": 1}
 
     def save_model(self, request: HttpRequest, obj: EnrollmentToken, form, change: bool) -> None:  # noqa: ANN001
+        if change:  # nothing of a token can be edited; saving its page must not mint another
+            return
         issued = services.enrollment_token_create(
             actor=request.user,
             site=obj.site,

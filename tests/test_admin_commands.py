@@ -1,9 +1,11 @@
 """Admin: queue commands on selected devices, read lifecycles, cancel."""
 
 import pytest
+from django.contrib.messages import get_messages
 from django.test import Client
 
-from commands.models import Command
+from commands.models import Command, CommandGroup
+from devices import services
 
 CHANGELIST = "/admin/devices/device/"
 
@@ -93,3 +95,42 @@ def test_an_operator_cancels_from_the_command_list(browser, operator, agent, enq
 
     command.refresh_from_db()
     assert command.status == "canceled"
+
+
+def test_decommissioned_devices_in_the_selection_are_named_and_skipped(
+    browser, operator, make_agent
+):
+    kept, retired = make_agent("pi-1").device, make_agent("pi-2").device
+    services.device_decommission(device=retired, actor=operator)
+    browser.force_login(operator)
+
+    response = run_action(browser, "queue_reboot", [kept, retired])
+
+    assert list(Command.objects.values_list("device__device_id", flat=True)) == ["pi-1"]
+    shown = [str(m) for m in get_messages(response.wsgi_request)]
+    assert shown == ["pi-2: Device pi-2 is decommissioned.", "Queued reboot for 1 device(s)."]
+
+
+def test_a_selection_over_the_bulk_limit_is_refused_whole(browser, operator, make_agent, settings):
+    settings.COMMAND_BULK_MAX_DEVICES = 1
+    devices = [make_agent("pi-1").device, make_agent("pi-2").device]
+    browser.force_login(operator)
+
+    response = run_action(browser, "queue_ping", devices)
+
+    assert not Command.objects.exists()
+    assert [str(m) for m in get_messages(response.wsgi_request)] == [
+        "At most 1 devices per request."
+    ]
+
+
+def test_a_queue_action_goes_through_the_bulk_service_like_the_api(browser, operator, make_agent):
+    devices = [make_agent("pi-1").device, make_agent("pi-2").device]
+    browser.force_login(operator)
+
+    run_action(browser, "queue_restart_service", devices, apply="1", service="nginx.service")
+
+    group = CommandGroup.objects.get()
+    assert (group.command_type, group.payload) == ("restart_service", {"service": "nginx.service"})
+    assert group.target == {"device_ids": ["pi-1", "pi-2"]}
+    assert set(Command.objects.values_list("group", flat=True)) == {group.pk}
