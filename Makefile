@@ -6,7 +6,12 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml agent_client/pyproject.to
 HOMEPOT_PORT ?= 8000
 export HOMEPOT_PORT
 
-.PHONY: install run test lint bench clean
+.PHONY: install run manage test lint bench clean
+
+# The embedded default is a development setup: DEBUG on (and with it a
+# development SECRET_KEY), SQLite, file cache and file broker under var/.
+# Without DEBUG the settings refuse to start with no SECRET_KEY, as production must.
+DEV_ENV := DEBUG=true
 
 install: $(STAMP)
 
@@ -19,11 +24,18 @@ $(STAMP): pyproject.toml agent_client/pyproject.toml
 # Embedded default: SQLite, file cache and file broker under var/, no services needed.
 run: install
 	mkdir -p var
-	DEBUG=true $(BIN)/python manage.py migrate --noinput
-	DEBUG=true $(BIN)/python manage.py demo_setup --token-file var/demo-token
+	$(DEV_ENV) $(BIN)/python manage.py migrate --noinput
+	$(DEV_ENV) $(BIN)/python manage.py demo_setup --token-file var/demo-token
 	@echo "HOMEPOT on http://127.0.0.1:$(HOMEPOT_PORT)/admin/ and /api/docs: web, worker, beat,"
 	@echo "a simulated fleet of $${HOMEPOT_FLEET:-24} devices and one real agent (Ctrl-C stops everything)"
-	DEBUG=true PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start
+	$(DEV_ENV) PATH="$(CURDIR)/$(BIN):$$PATH" $(BIN)/honcho -f Procfile.dev start
+
+# A management command on the embedded default, with the settings `make run` uses:
+#   make manage ARGS="homepot_user alice --role operator"
+# Only the command's own output is printed (scripts can capture it).
+manage:
+	@test -x $(BIN)/python || $(MAKE) --no-print-directory install >&2
+	@$(DEV_ENV) $(BIN)/python manage.py $(ARGS)
 
 # Uses DATABASE_URL / REDIS_URL when set (CI sets both), else SQLite and files.
 test: install
