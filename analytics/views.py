@@ -25,7 +25,7 @@ from analytics.serializers import (
     ThermalFrameSerializer,
 )
 from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
-from devices.services import device_get
+from devices.selectors import device_get
 from homepot.api import HasPermissions, Pagination
 from homepot.errors import NotFoundError
 from homepot.parsers import LenientJSONParser

@@ -113,4 +113,4 @@ class CommandGroupAdmin(ReadOnlyAdmin):
 
     @admin.display(description="commands by state")
     def counts(self, group: CommandGroup) -> str:
-        return ", ".join(f"{k}: {v}" for k, v in services.command_group_counts(group).items() if v)
+        return ", ".join(f"{k}: {v}" for k, v in selectors.command_group_counts(group).items() if v)

@@ -18,7 +18,7 @@ from uuid import UUID
 from django.conf import settings
 from django.core.cache import cache
 from django.db import IntegrityError, transaction
-from django.db.models import Count, F, Q, QuerySet
+from django.db.models import F, Q, QuerySet
 from django.utils import timezone
 
 from commands.lifecycle import Trigger, command_event, commands_transition
@@ -235,13 +235,6 @@ def _group_create(
     return group
 
 
-def command_group_counts(group: CommandGroup) -> dict[str, int]:
-    counts = dict.fromkeys(Status.values, 0)
-    rows = group.commands.values("status").annotate(n=Count("id")).order_by()
-    counts.update({row["status"]: row["n"] for row in rows})
-    return counts
-
-
 # --- Delivery, ack and result (device side) ---------------------------------------------------
 
 
@@ -384,13 +377,6 @@ def command_report(
 
 
 # --- Cancel (operator side) ----------------------------------------------------------------------
-
-
-def command_get(command_id: UUID) -> Command:
-    command = Command.objects.select_related("device").filter(command_id=command_id).first()
-    if command is None:
-        raise NotFoundError("Command not found.")
-    return command
 
 
 def command_cancel(*, actor: Actor, command: Command) -> Command:

@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from commands import services
+from commands import selectors, services
 from commands.models import Command, CommandGroup
 from commands.serializers import (
     BulkCommandSerializer,
@@ -22,7 +22,7 @@ from commands.serializers import (
     PendingQuerySerializer,
 )
 from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
-from devices.services import device_get
+from devices.selectors import device_get
 from homepot.api import HasPermissions
 from homepot.errors import NotFoundError
 
@@ -122,7 +122,7 @@ class BulkCommandsApi(APIView):
             idempotency_key=_idempotency_key(request),
         )
         body = CommandGroupSerializer(
-            group, context={"counts": services.command_group_counts(group)}
+            group, context={"counts": selectors.command_group_counts(group)}
         ).data
         return Response(body, status=status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -136,7 +136,7 @@ class CommandGroupDetailApi(APIView):
         group = CommandGroup.objects.select_related("created_by").filter(group_id=group_id).first()
         if group is None:
             raise NotFoundError("Command group not found.")
-        counts = services.command_group_counts(group)
+        counts = selectors.command_group_counts(group)
         return Response(CommandGroupSerializer(group, context={"counts": counts}).data)
 
 
@@ -146,7 +146,7 @@ class CommandDetailApi(APIView):
 
     @extend_schema(responses=CommandSerializer)
     def get(self, request: Request, command_id: UUID) -> Response:
-        return Response(CommandSerializer(services.command_get(command_id)).data)
+        return Response(CommandSerializer(selectors.command_get(command_id)).data)
 
 
 class CommandCancelApi(APIView):
@@ -165,7 +165,7 @@ class CommandCancelApi(APIView):
     )
     def post(self, request: Request, command_id: UUID) -> Response:
         command = services.command_cancel(
-            actor=request.user, command=services.command_get(command_id)
+            actor=request.user, command=selectors.command_get(command_id)
         )
         return Response(CommandSerializer(command).data)
 

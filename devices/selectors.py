@@ -2,7 +2,25 @@
 
 from datetime import datetime
 
-from devices.models import Device, Event
+from devices.models import Device, Event, Site
+from homepot.errors import NotFoundError
+
+
+def site_get(site_id: str) -> Site:
+    """The site with this public id, or NotFoundError (404)."""
+    site = Site.objects.filter(site_id=site_id).first()
+    if site is None:
+        raise NotFoundError(f"Site {site_id!r} not found.")
+    return site
+
+
+def device_get(device_id: str) -> Device:
+    """The device with this public id (with its site), or NotFoundError (404)."""
+    device = Device.objects.select_related("site").filter(device_id=device_id).first()
+    if device is None:
+        raise NotFoundError(f"Device {device_id!r} not found.")
+    return device
+
 
 # The device page shows this many of the device's latest events; the rest are a
 # link away, so the page stays small however long the device's history.

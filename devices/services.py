@@ -18,7 +18,8 @@ from devices.events import Actor, actor_user, audit_record, event_record
 from devices.identity import instance_seen
 from devices.keys import hash_secret, new_api_key, new_enrollment_token, sha256_hex
 from devices.models import Device, DeviceCredential, EnrollmentToken, Site
-from homepot.errors import ConflictError, CredentialRejected, Forbidden, NotFoundError
+from devices.selectors import site_get
+from homepot.errors import ConflictError, CredentialRejected, Forbidden
 
 logger = logging.getLogger(__name__)
 
@@ -118,20 +119,6 @@ def _credential_issue(*, device: Device, actor: Actor) -> IssuedKey:
         created_by=actor_user(actor),
     )
     return IssuedKey(api_key=key.api_key, credential=credential)
-
-
-def site_get(site_id: str) -> Site:
-    site = Site.objects.filter(site_id=site_id).first()
-    if site is None:
-        raise NotFoundError(f"Site {site_id!r} not found.")
-    return site
-
-
-def device_get(device_id: str) -> Device:
-    device = Device.objects.select_related("site").filter(device_id=device_id).first()
-    if device is None:
-        raise NotFoundError(f"Device {device_id!r} not found.")
-    return device
 
 
 def device_register(

@@ -13,7 +13,7 @@ from rest_framework.response import Response
 from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
-from devices import services
+from devices import selectors, services
 from devices.auth import DeviceIdentity, DeviceKeyAuthentication, IsDevice, require_same_device
 from devices.models import Device, Site
 from devices.serializers import (
@@ -56,7 +56,7 @@ class SiteDetailApi(APIView):
 
     @extend_schema(responses=SiteSerializer)
     def get(self, request: Request, site_id: str) -> Response:
-        return Response(SiteSerializer(services.site_get(site_id)).data)
+        return Response(SiteSerializer(selectors.site_get(site_id)).data)
 
 
 class EnrollmentTokenCreateApi(APIView):
@@ -75,7 +75,7 @@ class EnrollmentTokenCreateApi(APIView):
         hours = data.get("expires_in_hours")
         issued = services.enrollment_token_create(
             actor=request.user,
-            site=services.site_get(site_id),
+            site=selectors.site_get(site_id),
             expires_in=timedelta(hours=hours) if hours else None,
             max_uses=data["max_uses"],
             label=data["label"],
@@ -154,7 +154,7 @@ class DeviceDetailApi(APIView):
 
     @extend_schema(responses=DeviceSerializer)
     def get(self, request: Request, device_id: str) -> Response:
-        return Response(DeviceSerializer(services.device_get(device_id)).data)
+        return Response(DeviceSerializer(selectors.device_get(device_id)).data)
 
 
 class DeviceRotateKeyApi(APIView):
@@ -178,7 +178,7 @@ class DeviceRotateKeyApi(APIView):
     def post(self, request: Request, device_id: str) -> Response:
         if isinstance(request.user, DeviceIdentity):
             require_same_device(request.user, device_id)
-        device = services.device_get(device_id)
+        device = selectors.device_get(device_id)
         issued = services.device_key_rotate(device=device, actor=request.user)
         body = {
             "device_id": device.device_id,
@@ -195,7 +195,7 @@ class DeviceRevokeApi(APIView):
 
     @extend_schema(request=None, responses=DeviceSerializer)
     def post(self, request: Request, device_id: str) -> Response:
-        device = services.device_get(device_id)
+        device = selectors.device_get(device_id)
         services.device_keys_revoke(device=device, actor=request.user)
         return Response(DeviceSerializer(device).data)
 
@@ -207,7 +207,7 @@ class DeviceDecommissionApi(APIView):
 
     @extend_schema(request=None, responses=DeviceSerializer)
     def post(self, request: Request, device_id: str) -> Response:
-        device = services.device_get(device_id)
+        device = selectors.device_get(device_id)
         services.device_decommission(device=device, actor=request.user)
         return Response(DeviceSerializer(device).data)
 
