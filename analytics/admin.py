@@ -15,4 +15,5 @@ device_panel_register(
     name="telemetry",
     template="admin/analytics/device_telemetry_panel.html",
     context=_telemetry_panel,
+    permission="analytics.view_sample",
 )

@@ -28,6 +28,7 @@ device_panel_register(
     name="commands",
     template="admin/commands/device_commands_panel.html",
     context=_commands_panel,
+    permission="commands.view_command",
 )
 device_actions_register(*DEVICE_ACTIONS)
 

@@ -21,11 +21,13 @@ DeviceAction = Callable[..., Any]  # an admin action: (modeladmin, request, quer
 @dataclass(frozen=True)
 class DevicePanel:
     """A fieldset on the device page: `template` rendered with `context(request, device)`
-    as `panel`."""
+    as `panel`, for users who hold `permission` (what the panel shows is another
+    app's data: seeing a device does not imply seeing it)."""
 
     name: str
     template: str
     context: PanelContext
+    permission: str
 
 
 @dataclass(frozen=True)
@@ -39,8 +41,12 @@ _panels: dict[str, DevicePanel] = {}
 _actions: dict[str, DeviceAction] = {}
 
 
-def device_panel_register(*, name: str, template: str, context: PanelContext) -> None:
-    _panels[name] = DevicePanel(name=name, template=template, context=context)
+def device_panel_register(
+    *, name: str, template: str, context: PanelContext, permission: str
+) -> None:
+    _panels[name] = DevicePanel(
+        name=name, template=template, context=context, permission=permission
+    )
 
 
 def device_actions_register(*actions: DeviceAction) -> None:
@@ -52,6 +58,7 @@ def device_panels_render(request: HttpRequest, device: Device) -> list[RenderedP
     return [
         RenderedPanel(template=panel.template, context=panel.context(request, device))
         for panel in _panels.values()
+        if request.user.has_perm(panel.permission)
     ]
 
 
