@@ -54,7 +54,9 @@ class Sample(models.Model):
     # PostgreSQL also gets a BRIN index on ts for the retention prune (migration 0002).
 
     def __str__(self) -> str:
-        return f"{self.device_id}/{self.metric_id}@{self.ts:%Y-%m-%dT%H:%M:%S}={self.value}"
+        return (
+            f"{self.metric} of {self.device.public_id} at {self.ts:%Y-%m-%d %H:%M:%S}: {self.value}"
+        )
 
 
 class Rollup(models.Model):
@@ -71,7 +73,7 @@ class Rollup(models.Model):
         abstract = True
 
     def __str__(self) -> str:
-        return f"{self.device_id}/{self.metric_id}@{self.bucket:%Y-%m-%dT%H:%M}"
+        return f"{self.metric} of {self.device.public_id} from {self.bucket:%Y-%m-%d %H:%M}"
 
 
 class RollupMinute(Rollup):
@@ -95,7 +97,7 @@ class LatestValue(models.Model):
     value = models.FloatField()
 
     def __str__(self) -> str:
-        return f"{self.device_id}/{self.metric_id}={self.value}"
+        return f"{self.metric} of {self.device.public_id}: {self.value}"
 
 
 class IngestBatch(models.Model):
@@ -113,7 +115,7 @@ class IngestBatch(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.device_id}/{self.batch_id}"
+        return f"batch {self.batch_id} of {self.device.public_id}"
 
 
 class RollupBacklog(models.Model):
@@ -125,7 +127,7 @@ class RollupBacklog(models.Model):
     created_at = models.DateTimeField(auto_now_add=True)
 
     def __str__(self) -> str:
-        return f"{self.device_id} {self.start}..{self.end}"
+        return f"rollups of {self.device.public_id} to redo from {self.start} to {self.end}"
 
 
 class ThermalFrame(models.Model):
@@ -145,7 +147,7 @@ class ThermalFrame(models.Model):
         indexes = [models.Index(fields=["device", "-ts"])]
 
     def __str__(self) -> str:
-        return f"{self.device_id}@{self.ts}"
+        return f"thermal frame of {self.device.public_id} at {self.ts:%Y-%m-%d %H:%M:%S}"
 
 
 class RollupProgress(models.Model):
@@ -156,4 +158,4 @@ class RollupProgress(models.Model):
     until = models.DateTimeField()
 
     def __str__(self) -> str:
-        return f"{self.name} until {self.until}"
+        return f"{self.name} rollups until {self.until}"

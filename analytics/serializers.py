@@ -21,7 +21,8 @@ FLAT_METRICS = [
 class FlatMetricsSerializer(StrictSerializer):
     """The flat object HOMEPOT's existing agents send."""
 
-    device_id = serializers.CharField(required=False, max_length=64)
+    # Optional; if sent, it must be the authenticated device's public id.
+    device_id = serializers.CharField(required=False, max_length=64, source="public_id")
     timestamp = TimestampField(required=False, help_text="When measured; default: now.")
     cpu_percent = StrictFloatField(required=False)
     memory_percent = StrictFloatField(required=False)
@@ -38,7 +39,7 @@ class FlatMetricsSerializer(StrictSerializer):
 class BatchSerializer(StrictSerializer):
     """A batch of timestamped samples; the batch id makes a retried upload land once."""
 
-    device_id = serializers.CharField(required=False, max_length=64)
+    device_id = serializers.CharField(required=False, max_length=64, source="public_id")
     batch_id = serializers.RegexField(r"^[A-Za-z0-9._:-]{1,64}$")
     samples = SamplesField(help_text="[{ts: ISO 8601 or Unix seconds, metrics: {name: number}}]")
 
@@ -123,7 +124,7 @@ class ThermalFrameInputSerializer(StrictSerializer):
 
 
 class ThermalFrameSerializer(serializers.Serializer):
-    device_id = serializers.CharField(source="device.device_id")
+    device_id = serializers.CharField(source="device.public_id")
     ts = serializers.DateTimeField()
     width = serializers.IntegerField()
     height = serializers.IntegerField()

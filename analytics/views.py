@@ -66,7 +66,7 @@ class DeviceMetricsIngestApi(APIView):
         serializer = (BatchSerializer if is_batch else FlatMetricsSerializer)(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        require_same_device(request.user, data.get("device_id"))
+        require_same_device(request.user, data.get("public_id"))
         if is_batch:
             samples, batch_id = data["samples"], data["batch_id"]
         else:
@@ -139,14 +139,14 @@ class DeviceMetricSeriesApi(TelemetryReadApi):
         )
         # Built directly: thousands of points through a serializer field by
         # field cost more than the query itself. SeriesSerializer documents it.
-        return Response({**vars(series), "device_id": device.device_id})
+        return Response({**vars(series), "device_id": device.public_id})
 
 
 class DeviceLatestMetricsApi(TelemetryReadApi):
     @extend_schema(responses=LatestMetricsSerializer)
     def get(self, request: Request, device_id: str) -> Response:
         device = device_get(device_id)
-        body = {"device_id": device.device_id, "metrics": queries.latest_values(device.pk)}
+        body = {"device_id": device.public_id, "metrics": queries.latest_values(device.pk)}
         return Response(LatestMetricsSerializer(body).data)
 
 
@@ -165,8 +165,8 @@ class MetricNamesApi(TelemetryReadApi):
         responses=MetricNamePageSerializer,
     )
     def get(self, request: Request) -> Response:
-        device_id = request.query_params.get("device")
-        device_pk = device_get(device_id).pk if device_id else None
+        public_id = request.query_params.get("device")
+        device_pk = device_get(public_id).pk if public_id else None
         paginator = self.pagination_class()
         page = paginator.paginate_queryset(queries.metric_names(device_pk), request, view=self)
         return paginator.get_paginated_response(page)

@@ -34,32 +34,32 @@ def _django_setup() -> None:
 def _site_create() -> None:
     from devices.services import site_create
 
-    site_create(actor=None, site_id=SITE_ID, name="Benchmark site")
+    site_create(actor=None, public_id=SITE_ID, name="Benchmark site")
 
 
-def _register(device_id: str) -> tuple[str, str]:
+def _register(public_id: str) -> tuple[str, str]:
     from devices.services import device_register
 
     _, issued = device_register(
-        site_id=SITE_ID,
+        site_public_id=SITE_ID,
         actor=None,
         enrollment_token=None,
-        device_id=device_id,
-        name=f"Bench {device_id}",
+        public_id=public_id,
+        name=f"Bench {public_id}",
         device_type="raspberry_pi",
     )
-    return device_id, issued.api_key
+    return public_id, issued.api_key
 
 
 def seed(count: int, out: Path, processes: int) -> None:
     _django_setup()
     _site_create()
-    device_ids = [f"bench-dev-{n:05d}" for n in range(1, count + 1)]
+    public_ids = [f"bench-dev-{n:05d}" for n in range(1, count + 1)]
     # spawn: every worker opens its own database connection after django.setup().
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=processes, initializer=_django_setup) as pool:
-        pairs = pool.map(_register, device_ids, chunksize=max(1, count // (processes * 4)))
-    out.write_text("".join(f"{device_id}\t{api_key}\n" for device_id, api_key in pairs))
+        pairs = pool.map(_register, public_ids, chunksize=max(1, count // (processes * 4)))
+    out.write_text("".join(f"{public_id}\t{api_key}\n" for public_id, api_key in pairs))
 
 
 def main() -> None:

@@ -175,11 +175,11 @@ def parse_args() -> argparse.Namespace:
 
 @dataclass(frozen=True)
 class Fleet:
-    """Registered devices: (pk, device_id) of the senders, and the query target."""
+    """Registered devices: (pk, public id) of the senders, and the query target."""
 
     senders: list[tuple[int, str]]
     target: tuple[int, str]
-    credentials: Path  # senders only, device_id<TAB>api_key
+    credentials: Path  # senders only, public id<TAB>api_key
 
 
 # --- Setup -------------------------------------------------------------------------------------
@@ -201,6 +201,7 @@ def prepare(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> Fle
     credentials = workdir / "senders.tsv"
     credentials.write_text("".join(f"{line}\n" for line in lines[:-1]))
     with psycopg.connect(args.database_url) as conn:
+        # devices_device.device_id is the column of Device.public_id
         pks = dict(conn.execute("SELECT device_id, id FROM devices_device").fetchall())
     ids = [line.split("\t", 1)[0] for line in lines]
     return Fleet(
@@ -580,7 +581,7 @@ class QueryTimes:
 def time_series_query(
     host: str,
     token: str,
-    device_id: str,
+    public_id: str,
     name: str,
     step: int,
     warmup: int,
@@ -603,7 +604,7 @@ def time_series_query(
                 }
             )
             started = time.perf_counter()
-            conn.request("GET", f"/api/v1/devices/{device_id}/metrics?{query}", headers=headers)
+            conn.request("GET", f"/api/v1/devices/{public_id}/metrics?{query}", headers=headers)
             response = conn.getresponse()
             body = response.read()
             elapsed = (time.perf_counter() - started) * 1000
@@ -680,11 +681,11 @@ def measure_queries(
     server = Server(args, env, workdir / "gunicorn-query.log")
     try:
         server.start()
-        device_id, name = fleet.target[1], METRIC_NAMES[0]
+        public_id, name = fleet.target[1], METRIC_NAMES[0]
         minute = time_series_query(
-            server.host, token, device_id, name, 60, args.warmup, args.queries
+            server.host, token, public_id, name, 60, args.warmup, args.queries
         )
-        raw = time_series_query(server.host, token, device_id, name, 10, args.warmup, args.queries)
+        raw = time_series_query(server.host, token, public_id, name, 10, args.warmup, args.queries)
     except Exception:
         print(f"gunicorn log:\n{server.log_tail()}", file=sys.stderr)
         raise

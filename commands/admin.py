@@ -46,8 +46,8 @@ class CommandAdmin(ReadOnlyAdmin):
         "finished_at",
     ]
     list_filter = ["status", "command_type", "device__site"]
-    search_fields = ["command_id", "device__device_id"]
-    list_select_related = ["device", "created_by"]
+    search_fields = ["command_id", "device__public_id"]
+    list_select_related = ["device__site", "created_by"]  # a device is shown with its site
     actions = ["cancel"]
     fieldsets = [
         (None, {"fields": ["command_id", "device", "group", "command_type", "payload", "status"]}),

@@ -32,22 +32,23 @@ def _queue(
 ) -> None:
     """Queue through the bulk service the API uses: one group, one audit entry, the
     same device limit. Decommissioned devices in the selection are named and skipped."""
-    for device_id in devices.exclude(decommissioned_at=None).values_list("device_id", flat=True):
+    for public_id in devices.exclude(decommissioned_at=None).values_list("public_id", flat=True):
         modeladmin.message_user(
-            request, f"{device_id}: Device {device_id} is decommissioned.", messages.WARNING
+            request, f"{public_id}: Device {public_id} is decommissioned.", messages.WARNING
         )
     active = devices.filter(decommissioned_at=None)
-    device_ids = sorted(active.values_list("device_id", flat=True))
-    if not device_ids:
+    public_ids = sorted(active.values_list("public_id", flat=True))
+    if not public_ids:
         return
     try:
+        # The target as the bulk API names it (its request field is device_ids).
         commands_enqueue_bulk(
-            actor=request.user, devices=active, spec=spec, target={"device_ids": device_ids}
+            actor=request.user, devices=active, spec=spec, target={"device_ids": public_ids}
         )
     except ServiceError as exc:
         modeladmin.message_user(request, exc.message, messages.ERROR)
         return
-    modeladmin.message_user(request, f"Queued {spec.command_type} for {len(device_ids)} device(s).")
+    modeladmin.message_user(request, f"Queued {spec.command_type} for {len(public_ids)} device(s).")
 
 
 def queue_action(command_type: str) -> Action:

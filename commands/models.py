@@ -59,7 +59,15 @@ class CommandGroup(models.Model):
         ]
 
     def __str__(self) -> str:
-        return f"{self.command_type} x{self.target}"
+        return f"{self.command_type} on {self._target_text()}"
+
+    def _target_text(self) -> str:
+        """The target as the operator named it: devices, or a site (and a type)."""
+        public_ids = self.target.get("device_ids")
+        if public_ids is not None:
+            return f"{len(public_ids)} device{'s' if len(public_ids) != 1 else ''}"
+        kind = f" ({self.target['device_type']})" if self.target.get("device_type") else ""
+        return f"site {self.target.get('site', '?')}{kind}"
 
 
 class CommandQuerySet(models.QuerySet):
@@ -131,7 +139,8 @@ class Command(models.Model):
         permissions = [("cancel_command", "Can cancel a command")]
 
     def __str__(self) -> str:
-        return f"{self.command_type} {self.command_id} ({self.status})"
+        # Reads the device: lists of commands select_related("device").
+        return f"{self.command_type} on {self.device.public_id} ({self.status})"
 
     @property
     def is_terminal(self) -> bool:

@@ -10,7 +10,7 @@ from homepot.validators import BoundedDateTimeField
 
 
 class CommandSerializer(serializers.ModelSerializer):
-    device_id = serializers.CharField(source="device.device_id", read_only=True)
+    device_id = serializers.CharField(source="device.public_id", read_only=True)
     group_id = serializers.UUIDField(source="group.group_id", read_only=True, allow_null=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
 

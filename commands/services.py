@@ -124,12 +124,12 @@ def command_enqueue(
 ) -> tuple[Command, bool]:
     """Queue one command. Returns (command, created); a repeated idempotency key
     returns the command the first request created (422 if it asked for another)."""
-    digest = request_digest(device=device.device_id, **asdict(spec)) if idempotency_key else ""
+    digest = request_digest(device=device.public_id, **asdict(spec)) if idempotency_key else ""
     existing = _replayed(Command, actor, idempotency_key, digest)
     if existing is not None:
         return existing, False
     if device.decommissioned_at is not None:
-        raise ConflictError(f"Device {device.device_id} is decommissioned.", code="decommissioned")
+        raise ConflictError(f"Device {device.public_id} is decommissioned.", code="decommissioned")
     try:
         with transaction.atomic():
             command = Command.objects.create(
@@ -144,7 +144,7 @@ def command_enqueue(
                 actor=actor,
                 action="command.queue",
                 target=command,
-                data={"device": device.device_id, "command_type": command.command_type},
+                data={"device": device.public_id, "command_type": command.command_type},
             )
             queue_mark([device.pk])
     except IntegrityError:  # a concurrent retry with the same idempotency key won
@@ -156,16 +156,17 @@ def command_enqueue(
 
 
 def devices_for_bulk(
-    *, device_ids: list[str] | None, site_id: str | None, device_type: str | None
+    *, public_ids: list[str] | None, site_public_id: str | None, device_type: str | None
 ) -> QuerySet:
+    """The active devices with these public ids, or of this site (and type)."""
     devices = Device.objects.active()
-    if device_ids is not None:
-        found = devices.filter(device_id__in=device_ids)
-        missing = sorted(set(device_ids) - set(found.values_list("device_id", flat=True)))
+    if public_ids is not None:
+        found = devices.filter(public_id__in=public_ids)
+        missing = sorted(set(public_ids) - set(found.values_list("public_id", flat=True)))
         if missing:
             raise NotFoundError(f"Unknown or decommissioned devices: {', '.join(missing[:20])}.")
         return found
-    devices = devices.filter(site__site_id=site_id)
+    devices = devices.filter(site__public_id=site_public_id)
     if device_type:
         devices = devices.filter(device_type=device_type)
     return devices

@@ -110,8 +110,8 @@ class BulkCommandsApi(APIView):
         data = serializer.validated_data
         target = {k: data.pop(k) for k in ("device_ids", "site", "device_type") if k in data}
         devices = services.devices_for_bulk(
-            device_ids=target.get("device_ids"),
-            site_id=target.get("site"),
+            public_ids=target.get("device_ids"),
+            site_public_id=target.get("site"),
             device_type=target.get("device_type"),
         )
         group, created = services.commands_enqueue_bulk(

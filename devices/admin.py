@@ -104,7 +104,7 @@ class AuditedAdmin(StrictObjectIdAdmin):
 def _audit_value(value: object) -> object:
     """A form value as the audit trail keeps it (JSON): a site by its public id."""
     if isinstance(value, Site):
-        return value.site_id
+        return value.public_id
     if value is None or isinstance(value, bool | int | float | str):
         return value
     return str(value)
@@ -112,8 +112,8 @@ def _audit_value(value: object) -> object:
 
 @admin.register(Site)
 class SiteAdmin(AuditedAdmin):
-    list_display = ["site_id", "name", "location", "device_count", "created_at"]
-    search_fields = ["site_id", "name", "location"]
+    list_display = ["public_id", "name", "location", "device_count", "created_at"]
+    search_fields = ["public_id", "name", "location"]
     audit_name = "site"
 
     def get_queryset(self, request: HttpRequest) -> QuerySet:
@@ -146,7 +146,7 @@ class CredentialInline(admin.TabularInline):
 @admin.register(Device)
 class DeviceAdmin(AuditedAdmin):
     list_display = [
-        "device_id",
+        "public_id",
         "name",
         "site",
         "device_type",
@@ -156,7 +156,7 @@ class DeviceAdmin(AuditedAdmin):
         "agent_version",
     ]
     list_filter = ["status", "site", "device_type", "is_simulated"]
-    search_fields = ["device_id", "name", "ip_address"]
+    search_fields = ["public_id", "name", "ip_address"]
     list_select_related = ["site"]
     audit_name = "device"
     readonly_fields = [
@@ -214,7 +214,7 @@ class DeviceAdmin(AuditedAdmin):
 
     def get_readonly_fields(self, request: HttpRequest, obj: Device | None = None) -> list[str]:
         # The public id is fixed once the device exists: agents and history use it.
-        return [*self.readonly_fields, "device_id"] if obj else self.readonly_fields
+        return [*self.readonly_fields, "public_id"] if obj else self.readonly_fields
 
     def save_model(self, request: HttpRequest, obj: Device, form, change: bool) -> None:  # noqa: ANN001
         if change:
@@ -224,22 +224,22 @@ class DeviceAdmin(AuditedAdmin):
             f: form.cleaned_data[f] for f in ["name", "device_type", "ip_address", "is_simulated"]
         }
         device, issued = services.device_register(
-            site_id=form.cleaned_data["site"].site_id,
+            site_public_id=form.cleaned_data["site"].public_id,
             actor=request.user,
             enrollment_token=None,
-            device_id=form.cleaned_data["device_id"],
+            public_id=form.cleaned_data["public_id"],
             checkin_interval_seconds=int(form.cleaned_data["checkin_interval"].total_seconds()),
             **data,
         )
         obj.pk = device.pk
-        request._homepot_secrets = [(device.device_id, issued.api_key)]
+        request._homepot_secrets = [(device.public_id, issued.api_key)]
 
     def response_add(
         self, request: HttpRequest, obj: Device, post_url_continue=None
     ) -> HttpResponse:  # noqa: ANN001
         return show_secrets_once(
             request,
-            title=f"API key of {obj.device_id}",
+            title=f"API key of {obj.public_id}",
             label="device",
             secrets=request._homepot_secrets,
             back_url=reverse("admin:devices_device_change", args=[obj.pk]),
@@ -266,9 +266,9 @@ class DeviceAdmin(AuditedAdmin):
             try:
                 issued = services.device_key_rotate(device=device, actor=request.user)
             except ServiceError as exc:
-                self.message_user(request, f"{device}: {exc.message}", messages.WARNING)
+                self.message_user(request, f"{device.public_id}: {exc.message}", messages.WARNING)
                 continue
-            secrets.append((device.device_id, issued.api_key))
+            secrets.append((device.public_id, issued.api_key))
         if not secrets:
             return None
         return show_secrets_once(
@@ -295,6 +295,7 @@ class DeviceAdmin(AuditedAdmin):
 class EnrollmentTokenAdmin(AuditedAdmin):
     list_display = ["__str__", "site", "label", "uses", "max_uses", "expires_at", "revoked_at"]
     list_filter = ["site"]
+    list_select_related = ["site"]  # both columns name the site
     fields = ["site", "label", "expires_at", "max_uses"]
     actions = ["revoke"]
     audit_name = "enrollment_token"
@@ -349,8 +350,8 @@ class EnrollmentTokenAdmin(AuditedAdmin):
 class EventAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "kind", "device", "message"]
     list_filter = ["kind"]
-    search_fields = ["device__device_id", "message"]
-    list_select_related = ["device"]
+    search_fields = ["device__public_id", "message"]
+    list_select_related = ["device__site"]  # a device is shown with its site's name
 
 
 @admin.register(AuditEntry)

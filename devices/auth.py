@@ -38,16 +38,16 @@ DEVICE_ID_HEADER = "X-Device-ID"
 API_KEY_HEADER = "X-API-Key"
 
 
-def _generation_key(device_id: str) -> str:
-    return f"devauth:gen:{device_id}"
+def _generation_key(public_id: str) -> str:
+    return f"devauth:gen:{public_id}"
 
 
-def _memory_scope(device_id: str) -> str:
-    return f"auth:{device_id}"
+def _memory_scope(public_id: str) -> str:
+    return f"auth:{public_id}"
 
 
-def _entry_key(device_id: str, api_key: str) -> str:
-    return f"devauth:key:{sha256_hex(device_id, api_key)}"
+def _entry_key(public_id: str, api_key: str) -> str:
+    return f"devauth:key:{sha256_hex(public_id, api_key)}"
 
 
 def _generation_seconds() -> int:
@@ -56,7 +56,7 @@ def _generation_seconds() -> int:
     return 2 * settings.DEVICE_AUTH_CACHE_SECONDS
 
 
-def auth_generation_reset(device_id: str) -> None:
+def auth_generation_reset(public_id: str) -> None:
     """Forget every remembered key of the device, now and again after commit.
 
     The second reset closes the race with a request that read the credential
@@ -64,17 +64,17 @@ def auth_generation_reset(device_id: str) -> None:
     """
 
     def reset() -> None:
-        cache.set(_generation_key(device_id), secrets.token_hex(8), timeout=_generation_seconds())
+        cache.set(_generation_key(public_id), secrets.token_hex(8), timeout=_generation_seconds())
         memory = local_memory()
         if memory is not None:
-            memory.reset(_memory_scope(device_id))
+            memory.reset(_memory_scope(public_id))
 
     reset()
     transaction.on_commit(reset)
 
 
-def _current_generation(device_id: str) -> str:
-    key = _generation_key(device_id)
+def _current_generation(public_id: str) -> str:
+    key = _generation_key(public_id)
     cache.add(key, secrets.token_hex(8), timeout=_generation_seconds())
     return cache.get(key)
 
@@ -124,19 +124,19 @@ def _count_failure(limits: dict[str, int]) -> None:
         count_add(key, window=settings.DEVICE_AUTH_FAILURE_WINDOW_SECONDS)
 
 
-def _credential_exists(device_id: str, key_id: str) -> bool:
-    return DeviceCredential.objects.filter(key_id=key_id, device__device_id=device_id).exists()
+def _credential_exists(public_id: str, key_id: str) -> bool:
+    return DeviceCredential.objects.filter(key_id=key_id, device__public_id=public_id).exists()
 
 
 def _verify_against_database(
-    device_id: str, parsed: NewKey, client_address: str
+    public_id: str, parsed: NewKey, client_address: str
 ) -> DeviceCredential | None:
     """The credential the key belongs to, or None. Only a usable credential of
     this device, found by its key id, pays bcrypt, and only that is throttled:
     unknown ids cost an indexed lookup and leave nothing behind."""
     credential = (
         DeviceCredential.objects.select_related("device")
-        .filter(key_id=parsed.key_id, device__device_id=device_id)
+        .filter(key_id=parsed.key_id, device__public_id=public_id)
         .first()
     )
     if credential is None or credential.device.decommissioned_at is not None:
@@ -156,7 +156,9 @@ def _entry_for(credential: DeviceCredential, generation: str) -> dict[str, Any]:
     return {
         "gen": generation,
         "pk": device.pk,
-        "device_id": device.device_id,
+        # "device_id", as the agent sends it: entries are shared through the
+        # cache by processes of the previous release during a rolling deploy.
+        "device_id": device.public_id,
         "site_pk": device.site_id,
         "credential_pk": credential.pk,
         "expires": credential.expires_at.timestamp() if credential.expires_at else None,
@@ -173,7 +175,7 @@ def _remember(cache_key: str, entry: dict[str, Any]) -> None:
 def _identity_from_entry(entry: dict[str, Any]) -> DeviceIdentity:
     return DeviceIdentity(
         pk=entry["pk"],
-        device_id=entry["device_id"],
+        public_id=entry["device_id"],
         site_pk=entry["site_pk"],
         credential_pk=entry["credential_pk"],
     )
@@ -183,15 +185,15 @@ def _unexpired(entry: dict[str, Any]) -> bool:
     return entry["expires"] is None or entry["expires"] > timezone.now().timestamp()
 
 
-def device_authenticate(*, device_id: str, api_key: str, client_address: str) -> DeviceIdentity:
+def device_authenticate(*, public_id: str, api_key: str, client_address: str) -> DeviceIdentity:
     """Return the device the key belongs to, or raise AuthenticationFailed / AuthThrottled.
 
     Looks in this process's memory, then the shared cache, then pays bcrypt.
     A remembered key never meets the failure limits: an attacker guessing
     cannot lock out an agent whose key was already verified.
     """
-    entry_key, generation_key = _entry_key(device_id, api_key), _generation_key(device_id)
-    memory, scope = local_memory(), _memory_scope(device_id)
+    entry_key, generation_key = _entry_key(public_id, api_key), _generation_key(public_id)
+    memory, scope = local_memory(), _memory_scope(public_id)
     if memory is not None:
         entry = memory.get(scope, entry_key)
         if entry is not None and _unexpired(entry):
@@ -204,9 +206,9 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
             memory.put(scope, entry_key, entry, version)
         return _identity_from_entry(entry)
 
-    entry = _verify(device_id, api_key, client_address)
+    entry = _verify(public_id, api_key, client_address)
     if entry is None:
-        logger.warning("device auth failed for %r from %s", device_id, client_address)
+        logger.warning("device auth failed for %r from %s", public_id, client_address)
         raise AuthenticationFailed("Invalid device credentials.")
     _remember(entry_key, entry)
     if memory is not None:
@@ -214,15 +216,15 @@ def device_authenticate(*, device_id: str, api_key: str, client_address: str) ->
     return _identity_from_entry(entry)
 
 
-def _verify(device_id: str, api_key: str, client_address: str) -> dict[str, Any] | None:
+def _verify(public_id: str, api_key: str, client_address: str) -> dict[str, Any] | None:
     """The expensive path: the entry to remember for a valid key, else None."""
     parsed = parse_api_key(api_key)
     # Made-up ids cost one indexed query and leave nothing in the cache.
-    if parsed is None or not _credential_exists(device_id, parsed.key_id):
+    if parsed is None or not _credential_exists(public_id, parsed.key_id):
         return None
     # Read the generation before the credential so a concurrent revocation wins.
-    generation = _current_generation(device_id)
-    credential = _verify_against_database(device_id, parsed, client_address)
+    generation = _current_generation(public_id)
+    credential = _verify_against_database(public_id, parsed, client_address)
     if credential is None:
         return None
     DeviceCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
@@ -233,18 +235,18 @@ class DeviceKeyAuthentication(BaseAuthentication):
     """DRF authentication for agents. Marks the device as seen on success."""
 
     def authenticate(self, request: Request) -> tuple[DeviceIdentity, None] | None:
-        device_id = request.headers.get(DEVICE_ID_HEADER, "")
+        public_id = request.headers.get(DEVICE_ID_HEADER, "")
         api_key = request.headers.get(API_KEY_HEADER, "")
-        if not device_id and not api_key:
+        if not public_id and not api_key:
             return None
-        if not device_id or not api_key:
+        if not public_id or not api_key:
             raise AuthenticationFailed(f"Send both {DEVICE_ID_HEADER} and {API_KEY_HEADER}.")
-        if not DEVICE_ID_FORMAT.fullmatch(device_id):
+        if not DEVICE_ID_FORMAT.fullmatch(public_id):
             # No device can have this id: refuse before it becomes a cache key.
             raise AuthenticationFailed("Invalid device credentials.")
         client_address = BaseThrottle().get_ident(request)
         identity = device_authenticate(
-            device_id=device_id, api_key=api_key, client_address=client_address
+            public_id=public_id, api_key=api_key, client_address=client_address
         )
         device_mark_seen(identity=identity)
         return identity, None
@@ -261,7 +263,7 @@ class IsDevice(BasePermission):
         return isinstance(request.user, DeviceIdentity)
 
 
-def require_same_device(identity: DeviceIdentity, device_id: str | None) -> None:
+def require_same_device(identity: DeviceIdentity, public_id: str | None) -> None:
     """Refuse a request whose body or path names another device than the key's."""
-    if device_id is not None and device_id != identity.device_id:
+    if public_id is not None and public_id != identity.public_id:
         raise PermissionDenied("A device can only act as itself.")

@@ -80,12 +80,21 @@ def audit_build(
     return AuditEntry(
         actor_user=actor_user(actor),
         actor_device_id=device_pk,
-        actor=str(actor) if actor is not None else "system",
+        actor=_actor_name(actor),
         action=action,
         target_type=type(target).__name__.lower(),
         target_id=_public_id(target),
         data=data or {},
     )
+
+
+def _actor_name(actor: Actor | Device) -> str:
+    """How the entry names its actor: a device by its public id, a user by name."""
+    if actor is None:
+        return "system"
+    if isinstance(actor, DeviceIdentity | Device):
+        return actor.public_id
+    return str(actor)
 
 
 def audit_entries_record(entries: Sequence[AuditEntry]) -> list[AuditEntry]:
@@ -102,11 +111,10 @@ def audit_record(
 
 
 def _public_id(target: Any) -> str:
-    """The id operators know a thing by: device_id, site_id, command_id, group_id."""
-    if isinstance(target, Device):
-        return target.device_id
-    if isinstance(target, Site):
-        return target.site_id
+    """The id operators know a thing by: a device's or site's public id, a command_id
+    or group_id."""
+    if isinstance(target, Device | Site):
+        return target.public_id
     for attr in ("command_id", "group_id"):
         if hasattr(target, attr):
             return str(getattr(target, attr))

@@ -28,7 +28,7 @@ class DeviceIdentity:
     """The authenticated device: what a device request acts as, and nothing else."""
 
     pk: int
-    device_id: str
+    public_id: str  # the device's public id (X-Device-ID)
     site_pk: int
     credential_pk: int
 
@@ -36,7 +36,7 @@ class DeviceIdentity:
     is_anonymous: ClassVar[bool] = False
 
     def __str__(self) -> str:
-        return self.device_id
+        return self.public_id
 
 
 # Distinct instances remembered per device: enough for restarts and a few clones.

@@ -16,17 +16,20 @@ device_id_validator = RegexValidator(
 
 
 class Site(models.Model):
-    site_id = models.SlugField(max_length=64, unique=True)
+    # The id the API, URLs and agents know the site by ("site_id" on the wire).
+    # The column keeps its old name: `site_id` in Python is the integer foreign
+    # key of the models that point at a site.
+    public_id = models.SlugField("site id", max_length=64, unique=True, db_column="site_id")
     name = models.CharField(max_length=200)
     location = models.CharField(max_length=200, blank=True)
     description = models.TextField(blank=True)
     created_at = models.DateTimeField(auto_now_add=True)
 
     class Meta:
-        ordering = ["site_id"]
+        ordering = ["public_id"]
 
     def __str__(self) -> str:
-        return self.site_id
+        return f"{self.name} ({self.public_id})"
 
 
 class DeviceQuerySet(models.QuerySet):
@@ -53,7 +56,16 @@ class Device(models.Model):
         OFFLINE = "offline"
         DECOMMISSIONED = "decommissioned"
 
-    device_id = models.CharField(max_length=64, unique=True, validators=[device_id_validator])
+    # The id the API, headers and agents know the device by ("device_id" on the
+    # wire). The column keeps its old name: `device_id` in Python is the integer
+    # foreign key of the models that point at a device.
+    public_id = models.CharField(
+        "device id",
+        max_length=64,
+        unique=True,
+        validators=[device_id_validator],
+        db_column="device_id",
+    )
     name = models.CharField(max_length=200)
     device_type = models.SlugField(max_length=32, db_index=True)
     site = models.ForeignKey(Site, on_delete=models.PROTECT, related_name="devices")
@@ -76,7 +88,7 @@ class Device(models.Model):
     objects = DeviceQuerySet.as_manager()
 
     class Meta:
-        ordering = ["device_id"]
+        ordering = ["public_id"]
         permissions = [
             ("rotate_key", "Can rotate a device's API key"),
             ("revoke_key", "Can revoke a device's API keys"),
@@ -85,7 +97,8 @@ class Device(models.Model):
         indexes = [models.Index(fields=["status", "last_seen"])]
 
     def __str__(self) -> str:
-        return self.device_id
+        # Reads the site: lists of devices select_related("site").
+        return f"{self.public_id} ({self.site.name})"
 
 
 class DeviceCredential(models.Model):
@@ -108,7 +121,7 @@ class DeviceCredential(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.device_id}:{self.key_id}"
+        return f"key {self.key_id} of {self.device.public_id}"
 
     def is_usable(self, now: datetime) -> bool:
         return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
@@ -133,7 +146,8 @@ class EnrollmentToken(models.Model):
         ordering = ["-created_at"]
 
     def __str__(self) -> str:
-        return f"{self.site_id} token #{self.pk} {self.label}".strip()
+        label = f" {self.label!r}" if self.label else ""
+        return f"enrollment token{label} for {self.site.public_id}"
 
 
 class Event(models.Model):
@@ -162,7 +176,7 @@ class Event(models.Model):
         indexes = [models.Index(fields=["device", "-created_at"])]
 
     def __str__(self) -> str:
-        return f"{self.kind} {self.device_id or ''}".strip()
+        return f"{self.kind} {self.device.public_id}" if self.device_id else self.kind
 
 
 class AuditEntry(models.Model):
@@ -185,4 +199,4 @@ class AuditEntry(models.Model):
         verbose_name_plural = "audit entries"
 
     def __str__(self) -> str:
-        return f"{self.actor} {self.action} {self.target_type}:{self.target_id}"
+        return f"{self.actor} {self.action} {self.target_type} {self.target_id}"

@@ -6,19 +6,20 @@ from devices.models import Device, Event, Site
 from homepot.errors import NotFoundError
 
 
-def site_get(site_id: str) -> Site:
-    """The site with this public id, or NotFoundError (404)."""
-    site = Site.objects.filter(site_id=site_id).first()
+def site_get(public_id: str) -> Site:
+    """The site with this public id (the API's site_id), or NotFoundError (404)."""
+    site = Site.objects.filter(public_id=public_id).first()
     if site is None:
-        raise NotFoundError(f"Site {site_id!r} not found.")
+        raise NotFoundError(f"Site {public_id!r} not found.")
     return site
 
 
-def device_get(device_id: str) -> Device:
-    """The device with this public id (with its site), or NotFoundError (404)."""
-    device = Device.objects.select_related("site").filter(device_id=device_id).first()
+def device_get(public_id: str) -> Device:
+    """The device with this public id (the API's device_id, with its site), or
+    NotFoundError (404)."""
+    device = Device.objects.select_related("site").filter(public_id=public_id).first()
     if device is None:
-        raise NotFoundError(f"Device {device_id!r} not found.")
+        raise NotFoundError(f"Device {public_id!r} not found.")
     return device
 
 

@@ -11,12 +11,15 @@ class SiteSerializer(serializers.ModelSerializer):
         model = Site
         fields = ["site_id", "name", "location", "description", "created_at"]
         read_only_fields = ["created_at"]
-        # Uniqueness is the service's job (409), not a 400 from the validator.
-        extra_kwargs = {"site_id": {"validators": []}}
+        extra_kwargs = {
+            # The API's name of Site.public_id.
+            # Uniqueness is the service's job (409), not a 400 from the validator.
+            "site_id": {"source": "public_id", "validators": []},
+        }
 
 
 class DeviceSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="site_id", read_only=True)
+    site = serializers.CharField(source="site.public_id", read_only=True)
     checkin_interval_seconds = serializers.SerializerMethodField()
 
     class Meta:
@@ -37,6 +40,7 @@ class DeviceSerializer(serializers.ModelSerializer):
             "decommissioned_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {"device_id": {"source": "public_id"}}  # the API's name of public_id
 
     def get_checkin_interval_seconds(self, device: Device) -> int:
         return int(device.checkin_interval.total_seconds())
@@ -59,7 +63,7 @@ def validate_attributes_size(value: dict) -> dict:
 
 class DeviceRegisterSerializer(serializers.Serializer):
     device_id = serializers.CharField(
-        max_length=64, validators=[device_id_validator, _validate_device_id]
+        source="public_id", max_length=64, validators=[device_id_validator, _validate_device_id]
     )
     name = serializers.CharField(max_length=200)
     device_type = serializers.SlugField(max_length=32)
@@ -95,7 +99,7 @@ class EnrollmentTokenCreateSerializer(serializers.Serializer):
 
 class EnrollmentTokenIssuedSerializer(serializers.Serializer):
     id = serializers.IntegerField(source="enrollment.pk")
-    site = serializers.CharField(source="enrollment.site.site_id")
+    site = serializers.CharField(source="enrollment.site.public_id")
     label = serializers.CharField(source="enrollment.label")
     token = serializers.CharField(help_text="Shown only in this response.")
     expires_at = serializers.DateTimeField(source="enrollment.expires_at")

@@ -30,10 +30,10 @@ INSTANCE_ID_ATTRIBUTE = "instance_id"
 # --- Sites and enrollment tokens ------------------------------------------------------------
 
 
-def site_create(*, actor: Actor, site_id: str, name: str, **fields: Any) -> Site:
-    if Site.objects.filter(site_id=site_id).exists():
-        raise ConflictError(f"Site {site_id!r} already exists.", code="site_exists")
-    site = Site.objects.create(site_id=site_id, name=name, **fields)
+def site_create(*, actor: Actor, public_id: str, name: str, **fields: Any) -> Site:
+    if Site.objects.filter(public_id=public_id).exists():
+        raise ConflictError(f"Site {public_id!r} already exists.", code="site_exists")
+    site = Site.objects.create(public_id=public_id, name=name, **fields)
     audit_record(actor=actor, action="site.create", target=site)
     return site
 
@@ -66,7 +66,7 @@ def enrollment_token_create(
         actor=actor,
         action="enrollment_token.create",
         target=enrollment,
-        data={"site": site.site_id, "max_uses": max_uses, "label": label},
+        data={"site": site.public_id, "max_uses": max_uses, "label": label},
     )
     return IssuedToken(token=token, enrollment=enrollment)
 
@@ -123,15 +123,15 @@ def _credential_issue(*, device: Device, actor: Actor) -> IssuedKey:
 
 def device_register(
     *,
-    site_id: str,
+    site_public_id: str,
     actor: Actor,
     enrollment_token: str | None,
-    device_id: str,
+    public_id: str,
     checkin_interval_seconds: int | None = None,
     **fields: Any,
 ) -> tuple[Device, IssuedKey]:
     """Create a device and its first key, by enrollment token or by an operator."""
-    site = site_get(site_id)
+    site = site_get(site_public_id)
     if checkin_interval_seconds is not None:
         fields["checkin_interval"] = timedelta(seconds=checkin_interval_seconds)
     with transaction.atomic():
@@ -140,14 +140,14 @@ def device_register(
             if enrollment_token
             else None
         )
-        if Device.objects.filter(device_id=device_id).exists():
-            raise ConflictError(f"Device {device_id!r} already exists.", code="device_exists")
+        if Device.objects.filter(public_id=public_id).exists():
+            raise ConflictError(f"Device {public_id!r} already exists.", code="device_exists")
         try:
             with transaction.atomic():
-                device = Device.objects.create(site=site, device_id=device_id, **fields)
+                device = Device.objects.create(site=site, public_id=public_id, **fields)
         except IntegrityError:  # lost a race with an identical registration
             raise ConflictError(
-                f"Device {device_id!r} already exists.", code="device_exists"
+                f"Device {public_id!r} already exists.", code="device_exists"
             ) from None
         issued = _credential_issue(device=device, actor=actor)
         audit_record(
@@ -155,7 +155,10 @@ def device_register(
             actor=actor if actor is not None else device,
             action="device.register",
             target=device,
-            data={"site": site.site_id, "enrollment_token": enrollment.pk if enrollment else None},
+            data={
+                "site": site.public_id,
+                "enrollment_token": enrollment.pk if enrollment else None,
+            },
         )
         event_record(kind="device.registered", device=device)
     return device, issued
@@ -187,7 +190,7 @@ def device_key_rotate(*, device: Device, actor: Actor) -> IssuedKey:
                 "grace_seconds": int(grace.total_seconds()) if grace else 0,
             },
         )
-        auth_generation_reset(device.device_id)
+        auth_generation_reset(device.public_id)
     if grace is not None:
         return replace(issued, old_key_valid_until=now + grace)
     return issued
@@ -235,7 +238,7 @@ def device_keys_revoke(*, device: Device, actor: Actor) -> int:
             revoked_at=timezone.now()
         )
         audit_record(actor=actor, action="device.revoke_keys", target=device, data={"keys": count})
-        auth_generation_reset(device.device_id)
+        auth_generation_reset(device.public_id)
     return count
 
 
@@ -252,7 +255,7 @@ def device_decommission(*, device: Device, actor: Actor) -> None:
         )
         audit_record(actor=actor, action="device.decommission", target=device)
         event_record(kind="device.decommissioned", device=device)
-        auth_generation_reset(device.device_id)
+        auth_generation_reset(device.public_id)
     device.refresh_from_db()
 
 
@@ -297,7 +300,7 @@ def _instance_check(identity: DeviceIdentity, instance_id: str, client_address: 
         f"Two agents are using this device's identity: instances {this} ({this_address or '?'}) "
         f"and {other} ({other_address or '?'}) take turns. Rotate the key and re-enroll the copy."
     )
-    logger.warning("device %s: %s", identity.device_id, message)
+    logger.warning("device %s: %s", identity.public_id, message)
     event_record(
         kind="device.identity_conflict",
         device=identity.pk,
@@ -308,11 +311,11 @@ def _instance_check(identity: DeviceIdentity, instance_id: str, client_address: 
 
 
 def devices_mark_offline(*, now: datetime | None = None) -> list[str]:
-    """Flip overdue devices to offline, each with an event. Returns their device ids."""
+    """Flip overdue devices to offline, each with an event. Returns their public ids."""
     now = now or timezone.now()
     flipped = []
-    for pk, device_id, last_seen in (
-        Device.objects.active().overdue(now).values_list("pk", "device_id", "last_seen")
+    for pk, public_id, last_seen in (
+        Device.objects.active().overdue(now).values_list("pk", "public_id", "last_seen")
     ):
         # Conditional on the last_seen we read: a check-in in between keeps it online.
         changed = Device.objects.filter(
@@ -320,7 +323,7 @@ def devices_mark_offline(*, now: datetime | None = None) -> list[str]:
         ).update(status=Device.Status.OFFLINE)
         if changed:
             event_record(kind="device.offline", device=pk, last_seen=last_seen.isoformat())
-            flipped.append(device_id)
+            flipped.append(public_id)
     if flipped:
         logger.info("marked %d devices offline", len(flipped))
     return flipped

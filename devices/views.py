@@ -115,7 +115,7 @@ class DeviceRegisterApi(APIView):
         serializer = DeviceRegisterSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         device, issued = services.device_register(
-            site_id=site_id,
+            site_public_id=site_id,
             actor=None if token else user,
             enrollment_token=token,
             **serializer.validated_data,
@@ -129,7 +129,7 @@ class DeviceRegisterApi(APIView):
 
 
 class DeviceFilter(django_filters.FilterSet):
-    site = django_filters.CharFilter(field_name="site__site_id")
+    site = django_filters.CharFilter(field_name="site__public_id")
     q = django_filters.CharFilter(method="search", label="device id or name contains")
 
     class Meta:
@@ -137,7 +137,7 @@ class DeviceFilter(django_filters.FilterSet):
         fields = ["site", "status", "device_type", "is_simulated"]
 
     def search(self, queryset, name: str, value: str):  # noqa: ANN001, ANN201 (django-filter hook)
-        return queryset.filter(Q(device_id__icontains=value) | Q(name__icontains=value))
+        return queryset.filter(Q(public_id__icontains=value) | Q(name__icontains=value))
 
 
 class DeviceListApi(generics.ListAPIView):
@@ -181,7 +181,7 @@ class DeviceRotateKeyApi(APIView):
         device = selectors.device_get(device_id)
         issued = services.device_key_rotate(device=device, actor=request.user)
         body = {
-            "device_id": device.device_id,
+            "device_id": device.public_id,
             "api_key": issued.api_key,
             "key_id": issued.credential.key_id,
             "old_key_valid_until": issued.old_key_valid_until,
@@ -228,4 +228,4 @@ class HeartbeatApi(APIView):
                 client_address=BaseThrottle().get_ident(request),
             )
         # Two plain fields: built directly, this is the agents' hot path.
-        return Response({"device_id": request.user.device_id, "server_time": timezone.now()})
+        return Response({"device_id": request.user.public_id, "server_time": timezone.now()})

@@ -69,12 +69,12 @@ def as_user(client: APIClient) -> Callable[[User], APIClient]:
 
 @pytest.fixture
 def site(db) -> Site:  # noqa: ANN001
-    return Site.objects.create(site_id="lab-1", name="Lab 1")
+    return Site.objects.create(public_id="lab-1", name="Lab 1")
 
 
 @pytest.fixture
 def other_site(db) -> Site:  # noqa: ANN001
-    return Site.objects.create(site_id="lab-2", name="Lab 2")
+    return Site.objects.create(public_id="lab-2", name="Lab 2")
 
 
 @dataclass
@@ -86,18 +86,18 @@ class Agent:
 
     @property
     def headers(self) -> dict[str, str]:
-        return {"HTTP_X_DEVICE_ID": self.device.device_id, "HTTP_X_API_KEY": self.api_key}
+        return {"HTTP_X_DEVICE_ID": self.device.public_id, "HTTP_X_API_KEY": self.api_key}
 
 
 @pytest.fixture
 def make_agent(site: Site) -> Callable[..., Agent]:
-    def make(device_id: str = "pi-1", **fields: object) -> Agent:
+    def make(public_id: str = "pi-1", **fields: object) -> Agent:
         device, issued = services.device_register(
-            site_id=fields.pop("site_id", site.site_id),
+            site_public_id=fields.pop("site_public_id", site.public_id),
             actor=None,
             enrollment_token=None,
-            device_id=device_id,
-            name=fields.pop("name", device_id),
+            public_id=public_id,
+            name=fields.pop("name", public_id),
             device_type=fields.pop("device_type", "raspberry_pi"),
             **fields,
         )

@@ -71,7 +71,7 @@ def test_adding_a_device_in_the_admin_shows_its_key_once(browser, operator, site
     response = browser.post(
         "/admin/devices/device/add/",
         {
-            "device_id": "pi-admin",
+            "public_id": "pi-admin",
             "name": "Added by hand",
             "device_type": "raspberry_pi",
             "site": site.pk,
@@ -85,7 +85,7 @@ def test_adding_a_device_in_the_admin_shows_its_key_once(browser, operator, site
 
     assert response.status_code == 200, response.content[:2000]
     [api_key] = secrets_on(response)
-    assert Device.objects.get().device_id == "pi-admin"
+    assert Device.objects.get().public_id == "pi-admin"
     beat = client.post(
         "/api/v1/devices/heartbeat", HTTP_X_DEVICE_ID="pi-admin", HTTP_X_API_KEY=api_key
     )

@@ -79,17 +79,17 @@ def test_a_refused_change_leaves_no_audit_entry(browser, agent):
 
 
 def test_adding_a_site_is_audited(browser):
-    response = browser.post("/admin/devices/site/add/", {"site_id": "lab-9", "name": "Lab 9"})
+    response = browser.post("/admin/devices/site/add/", {"public_id": "lab-9", "name": "Lab 9"})
 
     assert response.status_code == 302
-    assert Site.objects.filter(site_id="lab-9").exists()
+    assert Site.objects.filter(public_id="lab-9").exists()
     assert audit_of("site.create") == [("otto", "lab-9", {})]
 
 
 def test_changing_a_site_is_audited(browser, site):
     response = browser.post(
         f"/admin/devices/site/{site.pk}/change/",
-        {"site_id": "lab-1", "name": "Lab One", "location": "B2"},
+        {"public_id": "lab-1", "name": "Lab One", "location": "B2"},
     )
 
     assert response.status_code == 302

@@ -28,7 +28,7 @@ def test_an_operator_pings_selected_devices(browser, operator, make_agent):
     response = run_action(browser, "queue_ping", devices)
 
     assert response.status_code == 302
-    assert sorted(Command.objects.values_list("device__device_id", "command_type")) == [
+    assert sorted(Command.objects.values_list("device__public_id", "command_type")) == [
         ("pi-1", "ping"),
         ("pi-2", "ping"),
     ]
@@ -106,7 +106,7 @@ def test_decommissioned_devices_in_the_selection_are_named_and_skipped(
 
     response = run_action(browser, "queue_reboot", [kept, retired])
 
-    assert list(Command.objects.values_list("device__device_id", flat=True)) == ["pi-1"]
+    assert list(Command.objects.values_list("device__public_id", flat=True)) == ["pi-1"]
     shown = [str(m) for m in get_messages(response.wsgi_request)]
     assert shown == ["pi-2: Device pi-2 is decommissioned.", "Queued reboot for 1 device(s)."]
 

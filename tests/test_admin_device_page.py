@@ -76,7 +76,7 @@ def test_the_page_links_to_all_events_of_the_device(browser, agent, make_agent):
 
 
 def test_a_device_without_events_says_so(browser, site):
-    device = Device.objects.create(device_id="quiet", name="Quiet", site=site)
+    device = Device.objects.create(public_id="quiet", name="Quiet", site=site)
 
     html = page_of(browser, device)
 

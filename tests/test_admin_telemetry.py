@@ -20,7 +20,7 @@ def browser(viewer) -> Client:
 
 @pytest.fixture
 def identity(agent) -> DeviceIdentity:
-    return DeviceIdentity(agent.device.pk, agent.device.device_id, agent.device.site_id, 0)
+    return DeviceIdentity(agent.device.pk, agent.device.public_id, agent.device.site_id, 0)
 
 
 def page(browser, agent, query: str = "") -> str:

@@ -64,7 +64,7 @@ def _keep_the_test_transaction() -> Iterator[None]:
 def test_as_a_device_the_server_answers_only_what_the_schema_documents(case, agent) -> None:  # noqa: ANN001
     case.call_and_validate(
         app=app,
-        headers={"X-Device-ID": agent.device.device_id, "X-API-Key": agent.api_key},
+        headers={"X-Device-ID": agent.device.public_id, "X-API-Key": agent.api_key},
         checks=CHECKS,
     )
 

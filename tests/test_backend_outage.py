@@ -54,7 +54,7 @@ def test_queueing_a_command_answers_503_and_queues_nothing_while_redis_is_down(
     client.force_authenticate(operator)
 
     response = client.post(
-        f"/api/v1/devices/{agent.device.device_id}/commands",
+        f"/api/v1/devices/{agent.device.public_id}/commands",
         {"command_type": "ping"},
         format="json",
     )

@@ -13,7 +13,7 @@ def fleet(make_agent, other_site) -> dict:
         "pi-1": make_agent("pi-1"),
         "pi-2": make_agent("pi-2"),
         "pos-1": make_agent("pos-1", device_type="pos_terminal"),
-        "far-1": make_agent("far-1", site_id="lab-2"),
+        "far-1": make_agent("far-1", site_public_id="lab-2"),
     }
 
 
@@ -29,7 +29,7 @@ def test_one_command_per_listed_device(client, operator, fleet):
     assert response.status_code == 201
     body = response.json()
     assert body["counts"]["queued"] == 2
-    assert sorted(Command.objects.values_list("device__device_id", flat=True)) == ["far-1", "pi-1"]
+    assert sorted(Command.objects.values_list("device__public_id", flat=True)) == ["far-1", "pi-1"]
 
 
 def test_a_site_filtered_by_device_type(client, operator, fleet):
@@ -46,7 +46,7 @@ def test_a_site_filtered_by_device_type(client, operator, fleet):
     )
 
     assert response.status_code == 201
-    assert list(Command.objects.values_list("device__device_id", flat=True)) == ["pos-1"]
+    assert list(Command.objects.values_list("device__public_id", flat=True)) == ["pos-1"]
 
 
 def test_the_group_reads_back_with_per_state_counts(client, operator, fleet):

@@ -15,7 +15,7 @@ def delivered(client, agent, enqueue) -> Command:
 
 
 def ack(client, agent, command, device_id=None):
-    url = f"/api/v1/devices/{device_id or agent.device.device_id}/commands/{command.command_id}/ack"
+    url = f"/api/v1/devices/{device_id or agent.device.public_id}/commands/{command.command_id}/ack"
     return client.post(url, **agent.headers)
 
 

@@ -44,20 +44,20 @@ def beat_from(client, address: str, device_id: str, api_key: str):
 
 
 def test_a_valid_key_authenticates(client, agent):
-    response = beat(client, agent.device.device_id, agent.api_key)
+    response = beat(client, agent.device.public_id, agent.api_key)
 
     assert response.status_code == 200
-    assert response.json()["device_id"] == agent.device.device_id
+    assert response.json()["device_id"] == agent.device.public_id
 
 
 def test_only_the_first_request_pays_bcrypt_and_later_ones_skip_the_database(
     client, agent, bcrypt_checks, django_assert_num_queries
 ):
-    beat(client, agent.device.device_id, agent.api_key)
+    beat(client, agent.device.public_id, agent.api_key)
 
     with django_assert_num_queries(0):
         for _ in range(5):
-            assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+            assert beat(client, agent.device.public_id, agent.api_key).status_code == 200
     assert len(bcrypt_checks) == 1
 
 
@@ -75,11 +75,11 @@ def test_missing_headers_are_401(client, agent, headers):
 def test_a_wrong_key_is_401(client, agent):
     wrong = agent.api_key[:-4] + ("AAAA" if not agent.api_key.endswith("AAAA") else "BBBB")
 
-    assert beat(client, agent.device.device_id, wrong).status_code == 401
+    assert beat(client, agent.device.public_id, wrong).status_code == 401
 
 
 def test_a_malformed_key_is_401(client, agent):
-    assert beat(client, agent.device.device_id, "not-a-key").status_code == 401
+    assert beat(client, agent.device.public_id, "not-a-key").status_code == 401
 
 
 @pytest.mark.parametrize("device_id", ["pi 1", "pi-1\n", "{z=SSb={!V", "x" * 65, "-pi"])
@@ -95,32 +95,32 @@ def test_a_device_id_no_device_can_have_is_401_before_any_lookup(
 def test_another_devices_id_with_my_key_is_401(client, make_agent):
     mine, theirs = make_agent("pi-1"), make_agent("pi-2")
 
-    assert beat(client, theirs.device.device_id, mine.api_key).status_code == 401
+    assert beat(client, theirs.device.public_id, mine.api_key).status_code == 401
 
 
 def test_a_revoked_key_is_refused_at_once_even_when_cached(client, agent, operator):
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 200
 
     services.device_keys_revoke(device=agent.device, actor=operator)
 
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 401
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 401
 
 
 def test_an_operator_rotation_retires_the_old_key_at_once(client, agent, operator):
-    beat(client, agent.device.device_id, agent.api_key)
+    beat(client, agent.device.public_id, agent.api_key)
 
     issued = services.device_key_rotate(device=agent.device, actor=operator)
 
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 401
-    assert beat(client, agent.device.device_id, issued.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 401
+    assert beat(client, agent.device.public_id, issued.api_key).status_code == 200
 
 
 def test_a_decommissioned_device_cannot_authenticate(client, agent, operator):
-    beat(client, agent.device.device_id, agent.api_key)
+    beat(client, agent.device.public_id, agent.api_key)
 
     services.device_decommission(device=agent.device, actor=operator)
 
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 401
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 401
 
 
 def test_a_device_rotation_keeps_the_old_key_until_the_grace_ends(
@@ -128,17 +128,17 @@ def test_a_device_rotation_keeps_the_old_key_until_the_grace_ends(
 ):
     settings.DEVICE_KEY_ROTATION_GRACE_SECONDS = 300
     identity = auth.device_authenticate(
-        device_id=agent.device.device_id, api_key=agent.api_key, client_address="t"
+        public_id=agent.device.public_id, api_key=agent.api_key, client_address="t"
     )
     issued = services.device_key_rotate(device=agent.device, actor=identity)
     # During the grace the old key works (and is cached with the grace's end).
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 200
 
     after_grace = issued.old_key_valid_until + timedelta(seconds=1)
     monkeypatch.setattr(timezone, "now", lambda: after_grace)
 
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 401
-    assert beat(client, agent.device.device_id, issued.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 401
+    assert beat(client, agent.device.public_id, issued.api_key).status_code == 200
 
 
 def wrong_secret(api_key: str) -> str:
@@ -150,12 +150,12 @@ def test_failed_attempts_are_throttled_per_key_id(client, agent, settings, bcryp
     settings.DEVICE_AUTH_FAILURES_PER_KEY = 3
     for n in range(3):
         response = beat_from(
-            client, f"10.6.6.{n}", agent.device.device_id, wrong_secret(agent.api_key)
+            client, f"10.6.6.{n}", agent.device.public_id, wrong_secret(agent.api_key)
         )
         assert response.status_code == 401
     paid = len(bcrypt_checks)
 
-    response = beat_from(client, "10.6.6.9", agent.device.device_id, wrong_secret(agent.api_key))
+    response = beat_from(client, "10.6.6.9", agent.device.public_id, wrong_secret(agent.api_key))
 
     assert response.status_code == 429
     assert "Retry-After" in response
@@ -168,14 +168,14 @@ def test_failed_attempts_are_throttled_per_address(client, make_agent, settings)
     victim = make_agent("pi-9")
     others = [make_agent(f"pi-{n}") for n in range(3)]
     for other in others:  # wrong secrets for real key ids: each pays bcrypt and fails it
-        assert beat(client, other.device.device_id, wrong_secret(other.api_key)).status_code == 401
+        assert beat(client, other.device.public_id, wrong_secret(other.api_key)).status_code == 401
 
-    assert beat(client, victim.device.device_id, victim.api_key).status_code == 429
+    assert beat(client, victim.device.public_id, victim.api_key).status_code == 429
     other_address = client.post(
         URL,
         {},
         format="json",
-        HTTP_X_DEVICE_ID=victim.device.device_id,
+        HTTP_X_DEVICE_ID=victim.device.public_id,
         HTTP_X_API_KEY=victim.api_key,
         REMOTE_ADDR="10.9.9.9",
     )
@@ -184,12 +184,12 @@ def test_failed_attempts_are_throttled_per_address(client, make_agent, settings)
 
 def test_a_key_verified_before_throttling_keeps_working(client, agent, settings):
     settings.DEVICE_AUTH_FAILURES_PER_KEY = 2
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 200
     for _ in range(2):
-        beat(client, agent.device.device_id, wrong_secret(agent.api_key))
+        beat(client, agent.device.public_id, wrong_secret(agent.api_key))
 
     # An attacker guessing keys cannot lock out the genuine, already verified agent.
-    assert beat(client, agent.device.device_id, agent.api_key).status_code == 200
+    assert beat(client, agent.device.public_id, agent.api_key).status_code == 200
 
 
 def test_guessing_at_a_device_id_never_locks_out_its_key_not_yet_verified(
@@ -197,7 +197,7 @@ def test_guessing_at_a_device_id_never_locks_out_its_key_not_yet_verified(
 ):
     settings.DEVICE_AUTH_FAILURES_PER_KEY = 3
     settings.DEVICE_AUTH_FAILURES_PER_ADDRESS = 3
-    device_id = agent.device.device_id
+    device_id = agent.device.public_id
     # The attacker knows the device id, not the key: random key ids and secrets, from
     # one address and from many.
     for n in range(30):
@@ -217,12 +217,12 @@ def test_a_rotated_key_is_not_throttled_by_failures_against_the_old_one(
 ):
     settings.DEVICE_AUTH_FAILURES_PER_KEY = 2
     for n in range(2):
-        beat_from(client, f"10.6.6.{n}", agent.device.device_id, wrong_secret(agent.api_key))
-    assert beat_from(client, "10.1.1.1", agent.device.device_id, agent.api_key).status_code == 429
+        beat_from(client, f"10.6.6.{n}", agent.device.public_id, wrong_secret(agent.api_key))
+    assert beat_from(client, "10.1.1.1", agent.device.public_id, agent.api_key).status_code == 429
 
     issued = services.device_key_rotate(device=agent.device, actor=operator)
 
-    assert beat_from(client, "10.1.1.1", agent.device.device_id, issued.api_key).status_code == 200
+    assert beat_from(client, "10.1.1.1", agent.device.public_id, issued.api_key).status_code == 200
 
 
 @pytest.mark.skipif(not os.environ.get("REDIS_URL"), reason="inspects Redis TTLs")

@@ -26,8 +26,8 @@ def test_a_viewer_lists_devices_in_constant_queries(
 def test_devices_filter_by_site_status_and_type(client, viewer, make_agent, other_site):
     make_agent("pi-1")
     make_agent("pos-1", device_type="pos_terminal")
-    make_agent("pi-2", site_id="lab-2")
-    Device.objects.filter(device_id="pi-2").update(status="online")
+    make_agent("pi-2", site_public_id="lab-2")
+    Device.objects.filter(public_id="pi-2").update(status="online")
     client.force_authenticate(viewer)
 
     assert ids(client.get("/api/v1/devices?site=lab-1")) == ["pi-1", "pos-1"]

@@ -93,7 +93,7 @@ def test_the_sweep_honours_each_devices_own_interval(make_agent, settings):
 
     flipped = services.devices_mark_offline(now=now + timedelta(seconds=60))
 
-    assert flipped == [fast.device.device_id]
+    assert flipped == [fast.device.public_id]
     assert Device.objects.get(pk=slow.device.pk).status == "online"
 
 

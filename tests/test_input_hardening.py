@@ -37,7 +37,7 @@ def test_a_series_query_with_an_end_outside_1970_9999_is_400(client, viewer, age
     client.force_authenticate(viewer)
 
     response = client.get(
-        f"/api/v1/devices/{agent.device.device_id}/metrics", {"name": "cpu", "end": end}
+        f"/api/v1/devices/{agent.device.public_id}/metrics", {"name": "cpu", "end": end}
     )
 
     assert response.status_code == 400, response.content
@@ -96,7 +96,7 @@ def test_deep_json_on_registration_is_400_before_the_token_is_checked(client, si
 
 @pytest.mark.parametrize("depth", [65, 500, 5000])
 def test_json_deeper_than_64_is_400_on_device_endpoints_before_auth(client, agent, depth):
-    headers = {"HTTP_X_DEVICE_ID": agent.device.device_id, "HTTP_X_API_KEY": "hpk_wrong_key"}
+    headers = {"HTTP_X_DEVICE_ID": agent.device.public_id, "HTTP_X_API_KEY": "hpk_wrong_key"}
 
     response = post_json(
         client, "/api/v1/devices/heartbeat", '{"attributes": {"a": ' + deep(depth) + "}}", **headers
@@ -166,7 +166,7 @@ def test_nul_in_a_command_payload_is_400_and_queues_nothing(client, operator, ag
     client.force_authenticate(operator)
     raw = '{"command_type": "restart_service", "payload": {"service": "nginx\\u0000"}}'
 
-    response = post_json(client, f"/api/v1/devices/{agent.device.device_id}/commands", raw)
+    response = post_json(client, f"/api/v1/devices/{agent.device.public_id}/commands", raw)
 
     assert response.status_code == 400, response.content
     assert response.json()["code"] == "invalid_string"

@@ -50,7 +50,7 @@ def cache_reads(monkeypatch) -> list[list[str]]:
 
 def authenticate(agent):
     return device_authenticate(
-        device_id=agent.device.device_id, api_key=agent.api_key, client_address="t"
+        public_id=agent.device.public_id, api_key=agent.api_key, client_address="t"
     )
 
 
@@ -60,7 +60,7 @@ def test_a_remembered_key_needs_no_cache_round_trip(agent, memory, cache_reads):
     reads_after_two = len(cache_reads)
 
     for _ in range(5):
-        assert authenticate(agent).device_id == "pi-1"
+        assert authenticate(agent).public_id == "pi-1"
 
     assert len(cache_reads) == reads_after_two
 

@@ -81,7 +81,7 @@ def test_an_idempotency_key_reused_for_another_device_is_422(client, operator, m
 
     assert reused.status_code == 422
     assert reused.json()["code"] == "idempotency_key_reused"
-    assert Command.objects.get().device.device_id == "pi-1"
+    assert Command.objects.get().device.public_id == "pi-1"
 
 
 def test_an_idempotency_key_longer_than_128_characters_is_400(client, operator, agent):

@@ -43,7 +43,7 @@ def test_it_registers_with_the_seed_payload_and_returns_the_key_once(client, sit
     assert body["api_key"].startswith("hpk_")
     # 32 random bytes, urlsafe base64 without padding
     assert len(_secret(body["api_key"])) == 43
-    device = Device.objects.get(device_id="pos-terminal-001")
+    device = Device.objects.get(public_id="pos-terminal-001")
     assert device.ip_address == "192.168.1.100"
     client.force_authenticate(operator)
     for url in ["/api/v1/devices/pos-terminal-001", "/api/v1/devices"]:
@@ -148,7 +148,7 @@ def test_a_used_up_token_is_403(client, site, token):
 
     assert response.status_code == 403
     assert response.json()["code"] == "token_used_up"
-    assert not Device.objects.filter(device_id="c").exists()
+    assert not Device.objects.filter(public_id="c").exists()
 
 
 def test_a_token_of_another_site_is_403(client, site, other_site, token):

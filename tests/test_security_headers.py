@@ -113,7 +113,7 @@ def test_admin_pages_render_under_the_policy(browser, path):
 
 
 def test_the_device_page_with_charts_and_heatmap_renders_under_the_policy(browser, agent):
-    identity = DeviceIdentity(agent.device.pk, agent.device.device_id, agent.device.site_id, 0)
+    identity = DeviceIdentity(agent.device.pk, agent.device.public_id, agent.device.site_id, 0)
     now = timezone.now()
     analytics_services.telemetry_ingest(
         identity=identity,

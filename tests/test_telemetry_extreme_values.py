@@ -29,7 +29,7 @@ HUGE = 1.7e308
 
 
 def identity_of(agent) -> DeviceIdentity:
-    return DeviceIdentity(agent.device.pk, agent.device.device_id, agent.device.site_id, 0)
+    return DeviceIdentity(agent.device.pk, agent.device.public_id, agent.device.site_id, 0)
 
 
 def post_batch(client, agent, metrics: dict) -> object:

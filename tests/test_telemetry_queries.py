@@ -25,7 +25,7 @@ def temperature(agent) -> dict[datetime, float]:
 def _identity(agent):
     from devices.auth import DeviceIdentity
 
-    return DeviceIdentity(agent.device.pk, agent.device.device_id, agent.device.site_id, 0)
+    return DeviceIdentity(agent.device.pk, agent.device.public_id, agent.device.site_id, 0)
 
 
 def expected(samples: dict[datetime, float], start: datetime, end: datetime, step: int, agg: str):

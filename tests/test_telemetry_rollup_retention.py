@@ -14,7 +14,7 @@ HOUR0 = (timezone.now() - timedelta(hours=5)).replace(minute=0, second=0, micros
 
 @pytest.fixture
 def identity(agent) -> DeviceIdentity:
-    return DeviceIdentity(agent.device.pk, agent.device.device_id, agent.device.site_id, 0)
+    return DeviceIdentity(agent.device.pk, agent.device.public_id, agent.device.site_id, 0)
 
 
 def ingest(identity, offsets_and_values, name="v"):

@@ -33,7 +33,7 @@ def register(tmp_path, live_server, site, operator) -> Callable[[str], Path]:
         config_path = tmp_path / "agent.toml"
         argv = [
             *("--config", str(config_path), "register", "--server", live_server.url),
-            *("--site", site.site_id, "--token", token, "--device-id", device_id),
+            *("--site", site.public_id, "--token", token, "--device-id", device_id),
             *("--state-dir", str(tmp_path / "state")),
         ]
         assert cli.main(argv) == cli.EXIT_OK

@@ -32,11 +32,11 @@ def start_agent(config_path: Path, clock: Clock, **changes: Any) -> Agent:
 
 
 def queue(
-    operator, command_type: str, payload: dict | None = None, device_id: str = "pi-e2e"
+    operator, command_type: str, payload: dict | None = None, public_id: str = "pi-e2e"
 ) -> Command:
     spec = CommandSpec.validated(command_type=command_type, payload=payload)
     command, _ = command_enqueue(
-        actor=operator, device=Device.objects.get(device_id=device_id), spec=spec
+        actor=operator, device=Device.objects.get(public_id=public_id), spec=spec
     )
     return command
 

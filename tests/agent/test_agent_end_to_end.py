@@ -24,7 +24,7 @@ pytestmark = pytest.mark.django_db(transaction=True)
 def test_it_enrolls_once_with_a_private_key_file(registered, tmp_path, live_server):
     key_file = tmp_path / "state" / "api_key"
     assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
-    assert Device.objects.get(device_id="pi-e2e").site.site_id == "lab-1"
+    assert Device.objects.get(public_id="pi-e2e").site.public_id == "lab-1"
     again = cli.main(
         [
             "--config",
@@ -63,7 +63,7 @@ def test_telemetry_arrives_as_collected(registered, systemctl_log):
     assert agent.push_once()
 
     stored = dict(
-        LatestValue.objects.filter(device__device_id="pi-e2e").values_list("metric__name", "value")
+        LatestValue.objects.filter(device__public_id="pi-e2e").values_list("metric__name", "value")
     )
     assert stored == pytest.approx(collected)
     assert {"cpu_percent", "memory_percent", "disk_percent", "service.nginx.active"} <= set(stored)
@@ -161,7 +161,7 @@ def test_every_sample_arrives_exactly_once_across_an_outage(registered, live_ser
     assert agent.push_once()  # and what was collected since the last push
     outage.down()
 
-    seqs = Sample.objects.filter(device__device_id="pi-e2e", metric__name="seq").values_list(
+    seqs = Sample.objects.filter(device__public_id="pi-e2e", metric__name="seq").values_list(
         "value", flat=True
     )
     assert len(produced) > 100

@@ -91,7 +91,7 @@ def test_a_command_killed_with_the_agent_is_reported_failed_at_start_up_never_re
     save_config(replace(config, allowed_services=["slow"]), config_path)
     spec = CommandSpec.validated(command_type="restart_service", payload={"service": "slow"})
     command, _ = command_enqueue(
-        actor=operator, device=Device.objects.get(device_id="pi-proc"), spec=spec
+        actor=operator, device=Device.objects.get(public_id="pi-proc"), spec=spec
     )
     argv = [sys.executable, "-m", "homepot_agent.cli", "--config", str(config_path), "run"]
     env = {**os.environ, "HOMEPOT_AGENT_ENABLED_COLLECTORS": "agent"}

@@ -30,7 +30,7 @@ def test_status_reports_identity_and_an_accepted_key(config_path, capsys):
 
 
 def test_status_says_clearly_when_the_key_was_revoked(config_path, capsys, operator):
-    services.device_keys_revoke(device=Device.objects.get(device_id="pi-cli"), actor=operator)
+    services.device_keys_revoke(device=Device.objects.get(public_id="pi-cli"), actor=operator)
     capsys.readouterr()
 
     assert cli.main(["--config", str(config_path), "status"]) == cli.EXIT_REFUSED

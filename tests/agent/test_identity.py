@@ -49,7 +49,7 @@ def test_two_agents_from_a_copied_state_directory_lose_no_samples(registered, tm
         assert each.push_once()
 
     seqs = sorted(
-        Sample.objects.filter(device__device_id="pi-e2e", metric__name="seq").values_list(
+        Sample.objects.filter(device__public_id="pi-e2e", metric__name="seq").values_list(
             "value", flat=True
         )
     )
@@ -59,7 +59,7 @@ def test_two_agents_from_a_copied_state_directory_lose_no_samples(registered, tm
 def test_each_agent_process_reports_its_own_instance_id(registered):
     first = start_agent(registered, Clock())
     assert first.push_once()
-    device = Device.objects.get(device_id="pi-e2e")
+    device = Device.objects.get(public_id="pi-e2e")
     instance = device.attributes["instance_id"]
 
     again = start_agent(registered, Clock())

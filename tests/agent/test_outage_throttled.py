@@ -77,7 +77,7 @@ def test_the_agent_rides_out_429_then_503_and_is_back_within_a_minute(
     }
     assert back["push"] - recovered_at <= 60
     assert back["poll"] - recovered_at <= 60
-    seqs = Sample.objects.filter(device__device_id="pi-e2e", metric__name="seq").values_list(
+    seqs = Sample.objects.filter(device__public_id="pi-e2e", metric__name="seq").values_list(
         "value", flat=True
     )
     assert len(produced) > 70

@@ -34,7 +34,7 @@ def proxy(live_server):
 
 def stored(metric: str = "seq") -> list[float]:
     return sorted(
-        Sample.objects.filter(device__device_id="pi-e2e", metric__name=metric).values_list(
+        Sample.objects.filter(device__public_id="pi-e2e", metric__name=metric).values_list(
             "value", flat=True
         )
     )
@@ -206,7 +206,7 @@ def test_a_refused_key_stops_pushing_keeps_the_data_and_says_so(
     registered, proxy, operator, tmp_path, caplog, capsys
 ):
     agent = agent_with_samples(registered, proxy, 1, 2)
-    services.device_keys_revoke(device=Device.objects.get(device_id="pi-e2e"), actor=operator)
+    services.device_keys_revoke(device=Device.objects.get(public_id="pi-e2e"), actor=operator)
     caplog.set_level(logging.ERROR, logger="homepot_agent")
 
     assert not agent.push_once()

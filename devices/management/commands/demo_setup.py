@@ -28,7 +28,7 @@ class Command(BaseCommand):
                 self.style.SUCCESS(f"Demo login: user 'demo', password '{password}' (shown once)")
             )
         demo_site, _ = Site.objects.get_or_create(
-            site_id=site, defaults={"name": "Demo lab", "location": "this machine"}
+            public_id=site, defaults={"name": "Demo lab", "location": "this machine"}
         )
         if token_file:
             issued = services.enrollment_token_create(
