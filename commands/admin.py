@@ -36,7 +36,7 @@ device_actions_register(*DEVICE_ACTIONS)
 @admin.register(Command)
 class CommandAdmin(ReadOnlyAdmin):
     list_display = [
-        "command_id",
+        "public_id",
         "device",
         "command_type",
         "status",
@@ -46,11 +46,11 @@ class CommandAdmin(ReadOnlyAdmin):
         "finished_at",
     ]
     list_filter = ["status", "command_type", "device__site"]
-    search_fields = ["command_id", "device__public_id"]
+    search_fields = ["public_id", "device__public_id"]
     list_select_related = ["device__site", "created_by"]  # a device is shown with its site
     actions = ["cancel"]
     fieldsets = [
-        (None, {"fields": ["command_id", "device", "group", "command_type", "payload", "status"]}),
+        (None, {"fields": ["public_id", "device", "group", "command_type", "payload", "status"]}),
         (
             "Lifecycle",
             {
@@ -96,14 +96,14 @@ class CommandAdmin(ReadOnlyAdmin):
             try:
                 services.command_cancel(actor=request.user, command=command)
             except ServiceError as exc:
-                self.message_user(request, f"{command.command_id}: {exc.message}", messages.WARNING)
+                self.message_user(request, f"{command.public_id}: {exc.message}", messages.WARNING)
 
 
 @admin.register(CommandGroup)
 class CommandGroupAdmin(ReadOnlyAdmin):
-    list_display = ["group_id", "command_type", "target", "created_by", "created_at"]
+    list_display = ["public_id", "command_type", "target", "created_by", "created_at"]
     readonly_fields = [
-        "group_id",
+        "public_id",
         "command_type",
         "payload",
         "target",

@@ -160,7 +160,7 @@ def command_event(command: Command, old: str, new: str, **data: Any) -> Event:
         message=f"{command.command_type}: {old} -> {new}"
         if old
         else f"{command.command_type}: {new}",
-        data={"command_id": str(command.command_id), "from": old, "to": new, **data},
+        data={"command_id": str(command.public_id), "from": old, "to": new, **data},
     )
 
 

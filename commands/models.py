@@ -34,7 +34,11 @@ TERMINAL = frozenset(
 class CommandGroup(models.Model):
     """One bulk request: the same command queued for many devices."""
 
-    group_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The id the API knows the group by ("group_id" on the wire). The column keeps
+    # its old name: `group_id` in Python is Command's integer foreign key.
+    public_id = models.UUIDField(
+        "group id", default=uuid.uuid4, unique=True, editable=False, db_column="group_id"
+    )
     command_type = models.CharField(max_length=64)
     payload = models.JSONField(default=dict, blank=True)
     # What the operator asked for: device ids, or a site and optional device type.
@@ -79,7 +83,12 @@ class CommandQuerySet(models.QuerySet):
 
 
 class Command(models.Model):
-    command_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    # The id the API and agents know the command by ("command_id" on the wire).
+    # The column keeps its old name: `command_id` in Python is Event's integer
+    # foreign key.
+    public_id = models.UUIDField(
+        "command id", default=uuid.uuid4, unique=True, editable=False, db_column="command_id"
+    )
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="commands")
     group = models.ForeignKey(
         CommandGroup, null=True, blank=True, on_delete=models.SET_NULL, related_name="commands"

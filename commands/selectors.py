@@ -9,9 +9,9 @@ from devices.models import Device
 from homepot.errors import NotFoundError
 
 
-def command_get(command_id: UUID) -> Command:
+def command_get(public_id: UUID) -> Command:
     """The command with this id (with its device), or NotFoundError (404)."""
-    command = Command.objects.select_related("device").filter(command_id=command_id).first()
+    command = Command.objects.select_related("device").filter(public_id=public_id).first()
     if command is None:
         raise NotFoundError("Command not found.")
     return command

@@ -11,7 +11,7 @@ from homepot.validators import BoundedDateTimeField
 
 class CommandSerializer(serializers.ModelSerializer):
     device_id = serializers.CharField(source="device.public_id", read_only=True)
-    group_id = serializers.UUIDField(source="group.group_id", read_only=True, allow_null=True)
+    group_id = serializers.UUIDField(source="group.public_id", read_only=True, allow_null=True)
     created_by = serializers.CharField(source="created_by.username", read_only=True, default=None)
 
     class Meta:
@@ -41,6 +41,7 @@ class CommandSerializer(serializers.ModelSerializer):
             "error",
         ]
         read_only_fields = fields
+        extra_kwargs = {"command_id": {"source": "public_id"}}  # the API's name of public_id
 
 
 class PendingCommandSerializer(serializers.ModelSerializer):
@@ -60,6 +61,7 @@ class PendingCommandSerializer(serializers.ModelSerializer):
             "expires_at",
         ]
         read_only_fields = fields
+        extra_kwargs = {"command_id": {"source": "public_id"}}
 
 
 class PendingQuerySerializer(serializers.Serializer):
@@ -120,6 +122,7 @@ class CommandGroupSerializer(serializers.ModelSerializer):
             "counts",
         ]
         read_only_fields = fields
+        extra_kwargs = {"group_id": {"source": "public_id"}}  # the API's name of public_id
 
     def get_counts(self, group: CommandGroup) -> dict[str, int]:
         return self.context["counts"]

@@ -297,9 +297,9 @@ def _claim(identity: DeviceIdentity, batch: int, now: datetime) -> list[Command]
         )
 
 
-def command_get_for_device(*, identity: DeviceIdentity, command_id: UUID) -> Command:
+def command_get_for_device(*, identity: DeviceIdentity, public_id: UUID) -> Command:
     """The device's own command; another device's is as unknown as a missing one."""
-    command = Command.objects.filter(command_id=command_id, device_id=identity.pk).first()
+    command = Command.objects.filter(public_id=public_id, device_id=identity.pk).first()
     if command is None:
         raise NotFoundError("Command not found.")
     return command
@@ -307,15 +307,15 @@ def command_get_for_device(*, identity: DeviceIdentity, command_id: UUID) -> Com
 
 def _refuse(command: Command, wanted: str) -> None:
     logger.warning(
-        "refused %s for command %s in state %s", wanted, command.command_id, command.status
+        "refused %s for command %s in state %s", wanted, command.public_id, command.status
     )
     raise ConflictError(
         f"Command is {command.status}; it cannot become {wanted}.", code=str(command.status)
     )
 
 
-def command_ack(*, identity: DeviceIdentity, command_id: UUID) -> Command:
-    command = command_get_for_device(identity=identity, command_id=command_id)
+def command_ack(*, identity: DeviceIdentity, public_id: UUID) -> Command:
+    command = command_get_for_device(identity=identity, public_id=public_id)
     if command.status == Status.IN_PROGRESS:
         return command  # a repeated ack changes nothing
     now = timezone.now()
@@ -344,7 +344,7 @@ def _cap_output(output: str) -> str:
 def command_report(
     *,
     identity: DeviceIdentity,
-    command_id: UUID,
+    public_id: UUID,
     status: str,
     result: dict | None = None,
     executed_at: datetime | None = None,
@@ -353,10 +353,10 @@ def command_report(
     error: str = "",
 ) -> Command:
     """Record what the agent says happened. A terminal command never changes again."""
-    command = command_get_for_device(identity=identity, command_id=command_id)
+    command = command_get_for_device(identity=identity, public_id=public_id)
     new = REPORTED_STATUSES[status.lower()]
     if new == Status.IN_PROGRESS:
-        return command_ack(identity=identity, command_id=command_id)
+        return command_ack(identity=identity, public_id=public_id)
     now = timezone.now()
     finished = commands_transition(
         [command],

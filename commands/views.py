@@ -133,7 +133,7 @@ class CommandGroupDetailApi(APIView):
 
     @extend_schema(responses=CommandGroupSerializer)
     def get(self, request: Request, group_id: UUID) -> Response:
-        group = CommandGroup.objects.select_related("created_by").filter(group_id=group_id).first()
+        group = CommandGroup.objects.select_related("created_by").filter(public_id=group_id).first()
         if group is None:
             raise NotFoundError("Command group not found.")
         counts = selectors.command_group_counts(group)
@@ -206,7 +206,7 @@ class CommandAckApi(APIView):
     @extend_schema(request=None, responses=PendingCommandSerializer)
     def post(self, request: Request, device_id: str, command_id: UUID) -> Response:
         require_same_device(request.user, device_id)
-        command = services.command_ack(identity=request.user, command_id=command_id)
+        command = services.command_ack(identity=request.user, public_id=command_id)
         return Response(PendingCommandSerializer(command).data)
 
 
@@ -220,5 +220,5 @@ class CommandReportApi(APIView):
         serializer = CommandReportSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = {k: v for k, v in serializer.validated_data.items() if v is not None}
-        command = services.command_report(identity=request.user, command_id=command_id, **data)
+        command = services.command_report(identity=request.user, public_id=command_id, **data)
         return Response(PendingCommandSerializer(command).data)

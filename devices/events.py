@@ -16,7 +16,7 @@ from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Model, QuerySet
 
 from devices.identity import DeviceIdentity
-from devices.models import AuditEntry, Device, Event, Site
+from devices.models import AuditEntry, Device, Event
 
 Actor = AbstractBaseUser | DeviceIdentity | None
 
@@ -111,14 +111,10 @@ def audit_record(
 
 
 def _public_id(target: Any) -> str:
-    """The id operators know a thing by: a device's or site's public id, a command_id
-    or group_id."""
-    if isinstance(target, Device | Site):
-        return target.public_id
-    for attr in ("command_id", "group_id"):
-        if hasattr(target, attr):
-            return str(getattr(target, attr))
-    return str(target.pk)
+    """The id operators know a thing by: its public id (devices, sites, commands,
+    command groups), else its primary key."""
+    public_id = getattr(target, "public_id", None)
+    return str(public_id) if public_id is not None else str(target.pk)
 
 
 # --- Retention ----------------------------------------------------------------------

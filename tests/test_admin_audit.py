@@ -178,7 +178,7 @@ def test_a_queue_action_is_one_audited_bulk_request(browser, make_agent):
     assert sorted(group.target["device_ids"]) == ["pi-1", "pi-2"]
     assert Command.objects.filter(group=group).count() == 2
     [(actor, target, data)] = audit_of("command.queue_bulk")
-    assert (actor, target, data["devices"]) == ("otto", str(group.group_id), 2)
+    assert (actor, target, data["devices"]) == ("otto", str(group.public_id), 2)
 
 
 def test_saving_a_tokens_page_changes_nothing(browser, site, operator):

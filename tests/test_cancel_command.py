@@ -5,7 +5,7 @@ from devices.models import AuditEntry
 
 
 def cancel(client, command):
-    return client.post(f"/api/v1/commands/{command.command_id}/cancel")
+    return client.post(f"/api/v1/commands/{command.public_id}/cancel")
 
 
 def poll(client, agent):
@@ -33,7 +33,7 @@ def test_a_delivered_command_is_canceled_and_its_ack_refused(client, operator, a
     assert cancel(client, command).status_code == 200
 
     client.force_authenticate(None)
-    ack = client.post(f"/api/v1/devices/pi-1/commands/{command.command_id}/ack", **agent.headers)
+    ack = client.post(f"/api/v1/devices/pi-1/commands/{command.public_id}/ack", **agent.headers)
     assert ack.status_code == 409
     assert ack.json()["code"] == "canceled"
 
@@ -41,7 +41,7 @@ def test_a_delivered_command_is_canceled_and_its_ack_refused(client, operator, a
 def test_a_running_command_cannot_be_canceled(client, operator, agent, enqueue):
     command = enqueue(agent)
     poll(client, agent)
-    client.post(f"/api/v1/devices/pi-1/commands/{command.command_id}/ack", **agent.headers)
+    client.post(f"/api/v1/devices/pi-1/commands/{command.public_id}/ack", **agent.headers)
     client.force_authenticate(operator)
 
     response = cancel(client, command)

@@ -15,12 +15,12 @@ def delivered(client, agent, enqueue) -> Command:
 
 
 def ack(client, agent, command, device_id=None):
-    url = f"/api/v1/devices/{device_id or agent.device.public_id}/commands/{command.command_id}/ack"
+    url = f"/api/v1/devices/{device_id or agent.device.public_id}/commands/{command.public_id}/ack"
     return client.post(url, **agent.headers)
 
 
 def report(client, agent, command, body):
-    url = f"/api/v1/devices/{command.command_id}/status"
+    url = f"/api/v1/devices/{command.public_id}/status"
     return client.put(url, body, format="json", **agent.headers)
 
 
@@ -72,7 +72,7 @@ def test_another_devices_command_is_404(client, delivered, make_agent):
 
 
 def test_an_unknown_command_is_404(client, agent, delivered):
-    delivered.command_id = "00000000-0000-0000-0000-000000000000"
+    delivered.public_id = "00000000-0000-0000-0000-000000000000"
 
     assert ack(client, agent, delivered).status_code == 404
     assert report(client, agent, delivered, {"status": "completed"}).status_code == 404

@@ -36,7 +36,7 @@ def test_a_command_reads_back_with_its_lifecycle(client, viewer, agent, enqueue)
     client.get("/api/v1/devices/pending", **agent.headers)
     client.force_authenticate(viewer)
 
-    body = client.get(f"/api/v1/commands/{command.command_id}").json()
+    body = client.get(f"/api/v1/commands/{command.public_id}").json()
 
     assert body["status"] == "delivered"
     assert body["delivered_at"] is not None and body["created_by"] == "otto"

@@ -50,7 +50,7 @@ def test_an_unacknowledged_command_is_queued_again_then_times_out(client, agent,
 def test_an_acknowledged_command_times_out_at_its_deadline(client, agent, enqueue):
     command = enqueue(agent, timeout=30)
     poll(client, agent)
-    client.post(f"/api/v1/devices/pi-1/commands/{command.command_id}/ack", **agent.headers)
+    client.post(f"/api/v1/devices/pi-1/commands/{command.public_id}/ack", **agent.headers)
     command.refresh_from_db()
 
     assert commands_sweep(now=command.deadline - timedelta(seconds=1)).timed_out == 0
@@ -59,7 +59,7 @@ def test_an_acknowledged_command_times_out_at_its_deadline(client, agent, enqueu
     assert command.status == "timed_out"
     assert command.error == "not finished within its 30 s timeout"
     late = client.put(
-        f"/api/v1/devices/{command.command_id}/status",
+        f"/api/v1/devices/{command.public_id}/status",
         {"status": "completed"},
         format="json",
         **agent.headers,
@@ -81,7 +81,7 @@ def test_the_sweep_leaves_healthy_commands_alone(client, agent, enqueue):
     enqueue(agent)
     running = enqueue(agent, "reboot")
     poll(client, agent)
-    client.post(f"/api/v1/devices/pi-1/commands/{running.command_id}/ack", **agent.headers)
+    client.post(f"/api/v1/devices/pi-1/commands/{running.public_id}/ack", **agent.headers)
 
     report = commands_sweep(now=timezone.now())
 

@@ -85,7 +85,7 @@ def test_every_pair_of_states(agent, source, target):
         assert moved == [command] and stored.status == row.target == command.status
         event = Event.objects.get(command=stored, kind=f"command.{row.target}")
         assert (event.data["from"], event.data["to"]) == (source, row.target)
-        audit = AuditEntry.objects.get(action=row.audit_action, target_id=str(stored.command_id))
+        audit = AuditEntry.objects.get(action=row.audit_action, target_id=str(stored.public_id))
         assert audit.actor == "system"
         reached.add(stored.status)
     assert (target in reached) == ((source, target) in ALLOWED)
@@ -154,16 +154,16 @@ def test_a_requeue_sets_the_queue_marker_again(client, agent, enqueue):
     commands_transition([command], Trigger.REQUEUE, actor=None, fields={"ack_deadline": None})
 
     polled = client.get("/api/v1/devices/pending", **agent.headers).json()
-    assert [c["command_id"] for c in polled] == [str(command.command_id)]
+    assert [c["command_id"] for c in polled] == [str(command.public_id)]
 
 
 def test_a_commands_history_reads_through_its_event_key(client, agent, enqueue):
     """Queue, poll, ack and report over HTTP: every event links to the command."""
     command = enqueue(agent)
     client.get("/api/v1/devices/pending", **agent.headers)
-    client.post(f"/api/v1/devices/pi-1/commands/{command.command_id}/ack", **agent.headers)
+    client.post(f"/api/v1/devices/pi-1/commands/{command.public_id}/ack", **agent.headers)
     client.put(
-        f"/api/v1/devices/{command.command_id}/status",
+        f"/api/v1/devices/{command.public_id}/status",
         {"status": "completed"},
         format="json",
         **agent.headers,
@@ -176,7 +176,7 @@ def test_a_commands_history_reads_through_its_event_key(client, agent, enqueue):
         "command.in_progress",
         "command.succeeded",
     ]
-    actions = AuditEntry.objects.filter(target_id=str(command.command_id)).values_list(
+    actions = AuditEntry.objects.filter(target_id=str(command.public_id)).values_list(
         "action", "actor"
     )
     assert sorted(actions) == [

@@ -60,7 +60,7 @@ def test_a_command_result_executed_outside_1970_9999_is_400(client, agent, enque
     client.get("/api/v1/devices/pending", **agent.headers)
 
     response = client.put(
-        f"/api/v1/devices/{command.command_id}/status",
+        f"/api/v1/devices/{command.public_id}/status",
         {"status": "completed", "executed_at": executed_at},
         format="json",
         **agent.headers,
@@ -190,7 +190,7 @@ def test_nul_in_a_command_result_is_400(client, agent, enqueue):
 
     response = client.generic(
         "PUT",
-        f"/api/v1/devices/{command.command_id}/status",
+        f"/api/v1/devices/{command.public_id}/status",
         raw.encode(),
         content_type="application/json",
         **agent.headers,
@@ -271,7 +271,7 @@ def test_an_exit_code_outside_64_bits_is_400(client, agent, enqueue):
 
     response = client.generic(
         "PUT",
-        f"/api/v1/devices/{command.command_id}/status",
+        f"/api/v1/devices/{command.public_id}/status",
         raw.encode(),
         content_type="application/json",
         **agent.headers,
@@ -326,7 +326,7 @@ def test_nul_in_the_device_id_of_an_ack_is_404(client, agent, enqueue):
     command = enqueue(agent)
 
     response = client.post(
-        f"/api/v1/devices/pi%00-1/commands/{command.command_id}/ack", **agent.headers
+        f"/api/v1/devices/pi%00-1/commands/{command.public_id}/ack", **agent.headers
     )
 
     assert response.status_code == 404, response.content

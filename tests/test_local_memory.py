@@ -132,7 +132,7 @@ def test_an_empty_queue_is_remembered_until_a_command_is_queued(
 
     command = enqueue(agent)
 
-    assert [c["command_id"] for c in poll(client, agent)] == [str(command.command_id)]
+    assert [c["command_id"] for c in poll(client, agent)] == [str(command.public_id)]
 
 
 def test_other_processes_forget_an_empty_queue_when_a_command_is_queued(agent, memory, enqueue):

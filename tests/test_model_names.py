@@ -5,6 +5,7 @@ change of names only (no SQL)."""
 from datetime import UTC, datetime
 
 import pytest
+from django.apps import apps
 from django.core.management import call_command
 from django.db import connection
 from django.test import Client
@@ -14,6 +15,8 @@ from analytics.models import MetricName, Sample
 from commands.models import Command, CommandGroup
 from devices.models import AuditEntry, DeviceCredential, EnrollmentToken, Event, Site
 from devices.services import enrollment_token_create
+
+PROJECT_APPS = {"devices", "commands", "analytics"}
 
 
 @pytest.fixture
@@ -57,7 +60,7 @@ def test_commands_their_groups_and_audit_entries_read_as_people_say_them(
     entry = AuditEntry.objects.get(action="command.queue")
 
     assert str(command) == "ping on pi-lab-01 (queued)"
-    assert str(entry) == f"otto command.queue command {command.command_id}"
+    assert str(entry) == f"otto command.queue command {command.public_id}"
     assert str(CommandGroup(command_type="ping", target={"device_ids": ["a", "b"]})) == (
         "ping on 2 devices"
     )
@@ -98,8 +101,24 @@ def test_admin_lists_name_their_rows_without_a_query_per_row(
     assert many == few
 
 
-def test_renaming_the_public_ids_is_a_change_of_names_only(transactional_db, capsys):  # noqa: ANN001
-    call_command("sqlmigrate", "devices", "0004")
+def test_no_field_shares_its_name_with_a_foreign_key():
+    """`device_id` on a model is a device's primary key, never its public id."""
+    models = [m for m in apps.get_models() if m._meta.app_label in PROJECT_APPS]
+    key_names = {f.attname for m in models for f in m._meta.concrete_fields if f.is_relation}
+
+    clashes = {
+        f"{model.__name__}.{field.name}"
+        for model in models
+        for field in model._meta.concrete_fields
+        if not field.is_relation and field.name in key_names
+    }
+
+    assert clashes == set()
+
+
+@pytest.mark.parametrize("app", ["devices", "commands"])
+def test_renaming_the_public_ids_is_a_change_of_names_only(transactional_db, capsys, app):  # noqa: ANN001
+    call_command("sqlmigrate", app, "0004")
 
     statements = [
         line

@@ -21,7 +21,7 @@ def test_a_poll_delivers_queued_commands_oldest_first_in_the_seed_shape(client, 
 
     assert response.status_code == 200
     body = response.json()
-    assert [c["command_id"] for c in body] == [str(first.command_id), str(second.command_id)]
+    assert [c["command_id"] for c in body] == [str(first.public_id), str(second.public_id)]
     assert {"command_id", "command_type", "payload", "status", "created_at"} <= set(body[0])
     assert body[0]["status"] == "delivered"
     assert set(Command.objects.values_list("status", flat=True)) == {"delivered"}
@@ -112,9 +112,9 @@ def test_a_limited_poll_delivers_only_that_many_and_keeps_the_rest_queued(client
 
     response = client.get(URL + "?limit=1", **agent.headers)
 
-    assert [c["command_id"] for c in response.json()] == [str(first.command_id)]
+    assert [c["command_id"] for c in response.json()] == [str(first.public_id)]
     assert Command.objects.get(pk=second.pk).status == "queued"
-    assert [c["command_id"] for c in poll(client, agent).json()] == [str(second.command_id)]
+    assert [c["command_id"] for c in poll(client, agent).json()] == [str(second.public_id)]
 
 
 def test_a_bad_limit_is_refused_and_delivers_nothing(client, agent, enqueue):

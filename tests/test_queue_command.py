@@ -23,7 +23,7 @@ def test_an_operator_queues_a_command(client, operator, agent):
     command = Command.objects.get()
     assert Event.objects.filter(kind="command.queued", device=agent.device).count() == 1
     audit = AuditEntry.objects.get(action="command.queue")
-    assert (audit.actor_user, audit.target_id) == (operator, str(command.command_id))
+    assert (audit.actor_user, audit.target_id) == (operator, str(command.public_id))
 
 
 def test_expiry_timeout_and_attempts_can_be_set(client, operator, agent):

@@ -209,8 +209,8 @@ def test_a_command_interrupted_by_a_restart_is_reported_not_rerun(
     command = queue(operator, "restart_service", {"service": "nginx"})
     first = start_agent(registered, Clock())
     first.client.pending()
-    first.ledger.claim(str(command.command_id))
-    first.ledger.mark_started(str(command.command_id))  # the agent died while running it
+    first.ledger.claim(str(command.public_id))
+    first.ledger.mark_started(str(command.public_id))  # the agent died while running it
     commands_sweep(now=timezone.now() + timedelta(minutes=10))  # queued again
 
     poll_until_idle(start_agent(registered, Clock()))

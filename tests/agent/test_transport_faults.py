@@ -85,7 +85,7 @@ def test_a_result_answered_busy_stays_owed(registered, proxy, operator, systemct
     settle(agent)
     agent.poll_once()
 
-    assert [cid for cid, _ in agent.ledger.unsent()] == [str(command.command_id)]
+    assert [cid for cid, _ in agent.ledger.unsent()] == [str(command.public_id)]
     assert status in proxy.statuses("/status")
     proxy.answer = always(None)
     poll_until_idle(agent)
@@ -98,7 +98,7 @@ def test_a_result_answered_409_is_done(registered, operator, systemctl_log):
     command = queue(operator, "ping")
     agent = start_agent(registered, Clock())
     poll_until_idle(agent)
-    command_id = str(command.command_id)
+    command_id = str(command.public_id)
     # The same final result again: the server answers 409 (already terminal).
     agent.ledger.record_result(command_id, agent.ledger.report_of(command_id))
 
@@ -272,9 +272,9 @@ def test_a_command_whose_ack_is_refused_does_not_run_and_may_come_again(
     agent.poll_once()
     settle(agent)
 
-    assert agent.ledger.report_of(str(command.command_id)) is None
+    assert agent.ledger.report_of(str(command.public_id)) is None
     assert Command.objects.get(pk=command.pk).status == "delivered"
-    assert agent.ledger.claim(str(command.command_id))  # the claim was released
+    assert agent.ledger.claim(str(command.public_id))  # the claim was released
 
 
 def test_quarantined_samples_are_shown_and_can_be_sent_again(registered, proxy, tmp_path, capsys):
