@@ -1,0 +1,156 @@
+"""The PSU driver and the psu collector over a real serial line: pyserial on
+one end of a pty pair, the SCPI emulator on the other."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from homepot_agent.lab.psu import Psu, PsuCollector, PsuError, PsuLimitError, PsuSettings
+
+from tests.agent.scpi_emulator import ScpiEmulator
+
+
+@pytest.fixture
+def emulator(tmp_path):
+    instrument = ScpiEmulator(tmp_path / "ttyPSU")
+    yield instrument
+    instrument.close()
+
+
+def make_psu(emulator: ScpiEmulator, **changes) -> Psu:
+    values = {"port": str(emulator.link), "timeout": 0.3, "max_voltage": 12, "max_current": 2}
+    psu = Psu(PsuSettings(**{**values, **changes}))
+    return psu
+
+
+@pytest.fixture
+def psu(emulator):
+    driver = make_psu(emulator)
+    yield driver
+    driver.close()
+
+
+def test_it_reads_identity_and_values(emulator, psu):
+    emulator.voltage, emulator.current, emulator.output = 5.0, 0.3, True
+
+    assert psu.identify() == "HOMEPOT,EMU-PSU,0001,1.0"
+    assert psu.read() == {
+        "psu.voltage": 3.0,  # 10 ohm load, limited to 0.3 A
+        "psu.current": 0.3,
+        "psu.power": pytest.approx(0.9),
+        "psu.output": 1.0,
+        "psu.voltage_set": 5.0,
+        "psu.current_limit": 0.3,
+    }
+
+
+def test_it_sets_voltage_and_current_and_reads_them_back(emulator, psu):
+    held = psu.set(voltage=5.5, current=0.25)
+
+    assert held == {"voltage_set": 5.5, "current_limit": 0.25}
+    assert emulator.sent() == ["VOLT 5.5000", "CURR 0.2500"]
+    assert (emulator.voltage, emulator.current) == (5.5, 0.25)
+
+
+def test_it_sets_only_what_it_is_given(emulator, psu):
+    psu.set(current=1.5)
+
+    assert emulator.sent() == ["CURR 1.5000"]
+
+
+@pytest.mark.parametrize("words", [False, True], ids=["1/0", "ON/OFF"])
+def test_it_switches_the_output_and_accepts_both_answers(tmp_path, words):
+    emulator = ScpiEmulator(tmp_path / "ttyPSU", output_words=words)
+    psu = make_psu(emulator)
+    try:
+        assert psu.switch(True) is True
+        assert emulator.output is True
+        assert psu.read()["psu.output"] == 1.0
+        assert psu.switch(False) is False
+        assert emulator.sent("OUTP") == ["OUTP ON", "OUTP OFF"]
+    finally:
+        psu.close()
+        emulator.close()
+
+
+@pytest.mark.parametrize(
+    ("setpoints", "named"),
+    [({"voltage": 12.01}, "max_voltage"), ({"voltage": 5, "current": 2.5}, "max_current")],
+)
+def test_a_setpoint_above_the_agents_max_is_refused_with_nothing_sent(
+    emulator, psu, setpoints, named
+):
+    with pytest.raises(PsuLimitError, match=named):
+        psu.set(**setpoints)
+
+    assert emulator.received == []
+    assert (emulator.voltage, emulator.current) == (0.0, 1.0)
+
+
+def test_an_instrument_that_stops_answering_is_down_then_back(emulator, psu, caplog):
+    collector = PsuCollector(psu)
+    assert collector.collect()["psu.up"] == 1.0
+
+    emulator.silent = True
+    with caplog.at_level(logging.WARNING, logger="homepot_agent.lab.psu"):
+        first, second = collector.collect(), collector.collect()
+    assert first == second == {"psu.up": 0.0}
+    assert len([r for r in caplog.records if "no reading" in r.message]) == 1  # once per change
+
+    emulator.silent = False
+    emulator.output, emulator.voltage = True, 2.0
+    recovered = collector.collect()
+    assert recovered["psu.up"] == 1.0
+    assert recovered["psu.voltage"] == 2.0
+
+
+def test_garbage_answers_are_an_error_and_do_not_shift_later_answers(emulator, psu):
+    emulator.voltage = 7.0
+    emulator.garbage = 1
+
+    with pytest.raises(PsuError, match="not a number"):
+        psu.read()
+    assert PsuCollector(psu).collect()["psu.voltage_set"] == 7.0
+
+
+def test_a_garbled_output_state_is_an_error(emulator, psu):
+    emulator.garbage = 1
+    with pytest.raises(PsuError):
+        psu.switch(True)
+
+
+def test_the_port_is_reopened_after_the_instrument_is_unplugged(emulator, psu):
+    collector = PsuCollector(psu)
+    emulator.voltage, emulator.output = 4.0, True
+    assert collector.collect()["psu.up"] == 1.0
+
+    emulator.unplug()
+    assert collector.collect() == {"psu.up": 0.0}
+    assert collector.collect() == {"psu.up": 0.0}  # the device path is gone: cannot open
+
+    emulator.plug()  # a new pty under the same name
+    back = collector.collect()
+    assert back["psu.up"] == 1.0
+    assert back["psu.voltage_set"] == 4.0
+
+
+def test_a_missing_port_is_down_not_a_crash(tmp_path):
+    collector = PsuCollector(Psu(PsuSettings(port=str(tmp_path / "nothing"), timeout=0.1)))
+
+    assert collector.collect() == {"psu.up": 0.0}
+
+
+@pytest.mark.parametrize(
+    ("values", "named"),
+    [
+        ({"timeout": 0}, "psu.timeout"),
+        ({"max_voltage": -1}, "psu.max_voltage"),
+        ({"interval": "fast"}, "psu.interval"),
+        ({"baud": 9600}, "psu.baud"),
+        ({"port": ""}, "psu.port"),
+    ],
+)
+def test_bad_settings_name_the_key(values, named):
+    with pytest.raises(ValueError, match=named):
+        PsuSettings.from_mapping(values)
