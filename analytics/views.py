@@ -10,7 +10,7 @@ from rest_framework.request import Request
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from analytics import queries, services
+from analytics import live, queries, services
 from analytics.models import ThermalFrame
 from analytics.serializers import (
     FLAT_METRICS,
@@ -173,9 +173,22 @@ class MetricNamesApi(TelemetryReadApi):
 
 
 class DeviceThermalLatestApi(TelemetryReadApi):
-    @extend_schema(responses=ThermalFrameSerializer)
+    @extend_schema(
+        parameters=[
+            OpenApiParameter(
+                "live",
+                OpenApiTypes.BOOL,
+                description="the caller is watching: the device sends frames fast for "
+                "THERMAL_LIVE_LEASE_SECONDS more",
+            )
+        ],
+        responses=ThermalFrameSerializer,
+    )
     def get(self, request: Request, device_id: str) -> Response:
         device = device_get(device_id)
+        if request.query_params.get("live") in ("1", "true"):
+            # before the 404: a view opened before the first frame must still ask for it
+            live.thermal_lease_refresh(device.pk)
         frame = ThermalFrame.objects.filter(device_id=device.pk).select_related("device").first()
         if frame is None:
             raise NotFoundError("No thermal frame from this device yet.")

@@ -61,6 +61,8 @@ MIDDLEWARE = [
     "django.middleware.csrf.CsrfViewMiddleware",
     "django.contrib.auth.middleware.AuthenticationMiddleware",
     "django.contrib.messages.middleware.MessageMiddleware",
+    # Advises a device watched in the live thermal view to send frames fast.
+    "analytics.middleware.ThermalLeaseMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     # Last: turns a locked-out admin login into the lockout page.
     "axes.middleware.AxesMiddleware",
@@ -239,6 +241,12 @@ TELEMETRY_ROLLUP_LOOKBACK_SECONDS = env_int("TELEMETRY_ROLLUP_LOOKBACK_SECONDS",
 TELEMETRY_ROLLUP_MAX_SPAN_HOURS = env_int("TELEMETRY_ROLLUP_MAX_SPAN_HOURS", 6, minimum=1)
 TELEMETRY_QUERY_MAX_POINTS = env_int("TELEMETRY_QUERY_MAX_POINTS", 10_000, minimum=100)
 THERMAL_FRAMES_KEPT = env_int("THERMAL_FRAMES_KEPT", 10, minimum=1)
+# Live thermal view: while an operator watches, the device is told to send a frame
+# every THERMAL_LIVE_INTERVAL_SECONDS for a lease of THERMAL_LIVE_LEASE_SECONDS
+# (refreshed by each poll of the view), and to poll every THERMAL_LIVE_POLL_SECONDS.
+THERMAL_LIVE_LEASE_SECONDS = env_int("THERMAL_LIVE_LEASE_SECONDS", 20, minimum=2)
+THERMAL_LIVE_INTERVAL_SECONDS = env_float("THERMAL_LIVE_INTERVAL_SECONDS", 0.25, minimum=0.25)
+THERMAL_LIVE_POLL_SECONDS = env_float("THERMAL_LIVE_POLL_SECONDS", 2.0, minimum=0.25)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, TELEMETRY_MAX_BODY_BYTES + 1024)
 
 # --- Beat intervals (seconds) ----------------------------------------------------------
