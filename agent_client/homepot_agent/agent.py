@@ -41,6 +41,7 @@ from typing import Any
 from homepot_agent.config import AgentConfig
 from homepot_agent.executor import FAILED, Outcome
 from homepot_agent.files import write_private
+from homepot_agent.lab import LabScheduler
 from homepot_agent.ledger import INTERRUPTED
 from homepot_agent.spool import Batch, Spool, wire_samples
 from homepot_agent.transport import ApiClient, Refused, Unreachable
@@ -172,8 +173,10 @@ class Agent:
         wall_clock: Callable[[], float] = time.time,
         attributes: Callable[[], dict[str, Any]] = lambda: {},
         worker: CommandWorker | None = None,
+        lab: LabScheduler | None = None,
     ) -> None:
         self.config = config
+        self.lab = lab  # lab collectors, each on its own interval
         self.client = client
         self.collect = collect
         self.executor = executor
@@ -199,10 +202,18 @@ class Agent:
         self.pushing = Schedule(config.push_interval, now + config.push_interval)
         self.polling = Schedule(config.poll_interval, now)
 
-    def reconfigure(self, config: AgentConfig, collect: Callable[[], dict[str, float]]) -> None:
+    def reconfigure(
+        self,
+        config: AgentConfig,
+        collect: Callable[[], dict[str, float]],
+        lab: LabScheduler | None = None,
+    ) -> None:
         """Apply new settings without a restart (update_config)."""
         self.config = config
         self.collect = collect
+        if self.lab is not None:
+            self.lab.close()
+        self.lab = lab
         self.collecting.interval = config.collect_interval
         self.pushing.interval = config.push_interval
         self.polling.interval = config.poll_interval
@@ -217,7 +228,23 @@ class Agent:
     # --- telemetry -------------------------------------------------------------------------
 
     def collect_once(self) -> None:
-        self.buffer.append((self.wall_clock(), self.collect()))
+        self._keep(self.collect())
+
+    def collect_lab(self, now: float) -> None:
+        """The lab collectors due now (each has its own interval)."""
+        if self.lab is not None:
+            values = self.lab.collect_due(now)
+            if values:
+                self._keep(values)
+
+    def thermal_advice(self, interval: float, lease: float) -> None:
+        """The server watches this device's thermal view: frames go faster for a while."""
+        if self.lab is not None:
+            self.lab.advise_thermal(interval, lease, self.clock())
+            self.wake()
+
+    def _keep(self, values: dict[str, float]) -> None:
+        self.buffer.append((self.wall_clock(), values))
         # Memory holds no more than the spool may: beyond that, samples go to
         # the spool, which drops (and counts) the oldest when it is full.
         if len(self.buffer) >= min(MAX_BATCH_SAMPLES, self.config.spool_max_samples):
@@ -516,16 +543,22 @@ class Agent:
                 if status_path is not None:
                     self.write_status(status_path)
                 wait = min(s.due for s in (self.collecting, self.pushing, self.polling))
+                lab_due = self.lab.next_due() if self.lab is not None else None
+                if lab_due is not None:
+                    wait = min(wait, lab_due)
                 self._wake.wait(max(0.0, wait - self.clock()))
         finally:
             self.worker.join(SHUTDOWN_GRACE_SECONDS)  # let a short command record its result
             self.flush()
+            if self.lab is not None:
+                self.lab.close()
 
     def step(self) -> None:
         now = self.clock()
         if now >= self.collecting.due:
             self.collect_once()
             self.collecting.advance(now)
+        self.collect_lab(now)
         if self.worker.take_finished() and not self.polling.failures:
             self.polling.due = min(self.polling.due, now)  # report it; take the next one
         self._run_job(self.pushing, self.push_once, now)

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from homepot_agent import contract
+from homepot_agent import contract, lab
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -25,6 +25,10 @@ DEFAULT_CONFIG_PATH = Path("/etc/homepot/agent.toml")
 ENV_PREFIX = "HOMEPOT_AGENT_"
 # Every command type the server may send: from the server's contract.json.
 ALL_COMMANDS = list(contract.COMMAND_TYPES)
+# Off unless allowed_commands names them: arp_update changes the host's
+# neighbour table (it needs CAP_NET_ADMIN), so a device opts in.
+OPT_IN_COMMANDS = ("arp_update",)
+DEFAULT_COMMANDS = [c for c in ALL_COMMANDS if c not in OPT_IN_COMMANDS]
 
 
 class ConfigError(ValueError):
@@ -41,7 +45,7 @@ class AgentConfig:
     push_interval: float = 30.0
     poll_interval: float = 30.0
     enabled_collectors: list[str] = field(default_factory=lambda: ["system", "services", "agent"])
-    allowed_commands: list[str] = field(default_factory=lambda: list(ALL_COMMANDS))
+    allowed_commands: list[str] = field(default_factory=lambda: list(DEFAULT_COMMANDS))
     allowed_services: list[str] = field(default_factory=list)
     spool_max_samples: int = 100_000
     command_timeout: float = 120.0
@@ -50,6 +54,9 @@ class AgentConfig:
     ca_bundle: str = ""
     allow_insecure_http: bool = False
     max_backoff: float = 60.0
+    # Lab collector tables ([bme680], [mlx90640], ...) as written in the file;
+    # homepot_agent.lab parses them.
+    tables: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def key_path(self) -> Path:
@@ -78,7 +85,8 @@ _POSITIVE = {
     "max_backoff",
 }
 _AT_LEAST_ONE = {"spool_max_samples", "output_max_chars"}
-KNOWN_COLLECTORS = {"system", "services", "agent"}
+BASE_COLLECTORS = {"system", "services", "agent"}
+KNOWN_COLLECTORS = BASE_COLLECTORS | set(lab.REGISTRY)
 
 
 def _coerce(name: str, kind: type, raw: Any) -> Any:
@@ -127,14 +135,22 @@ _TYPES = {
 
 def config_from_mapping(values: dict[str, Any], base: AgentConfig | None = None) -> AgentConfig:
     """Validate and apply settings (from the file, the environment or update_config)."""
-    known = {f.name for f in fields(AgentConfig)}
+    values = dict(values)
+    base = base or AgentConfig()
+    tables = {**base.tables, **_tables(values)}
+    known = {f.name for f in fields(AgentConfig)} - {"tables"}
     unknown = sorted(set(values) - known)
     if unknown:
         raise ConfigError(f"{unknown[0]}: unknown setting")
     changes = {k: _coerce(k, _TYPES.get(k, str), v) for k, v in values.items()}
-    config = replace(base or AgentConfig(), **changes)
+    config = replace(base, **changes, tables=tables)
     validate(config)
     return config
+
+
+def _tables(values: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """Take the lab collectors' tables out of ``values``."""
+    return {name: values.pop(name) for name in list(values) if name in lab.REGISTRY}
 
 
 def validate(config: AgentConfig) -> None:
@@ -148,6 +164,11 @@ def validate(config: AgentConfig) -> None:
     bad = sorted(set(config.enabled_collectors) - KNOWN_COLLECTORS)
     if bad:
         raise ConfigError(f"enabled_collectors: unknown collector {bad[0]!r}")
+    for name in sorted(set(config.tables) | (set(config.enabled_collectors) & set(lab.REGISTRY))):
+        try:
+            lab.parse_table(name, config.tables.get(name, {}))
+        except ValueError as exc:
+            raise ConfigError(f"{name}.{exc}") from None
     bad = sorted(set(config.allowed_commands) - set(ALL_COMMANDS))
     if bad:
         raise ConfigError(f"allowed_commands: unknown command {bad[0]!r}")
@@ -191,6 +212,8 @@ def load_config(path: Path | None = None, environ: dict[str, str] | None = None)
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{path}: not valid TOML ({exc})") from None
     for f in fields(AgentConfig):
+        if f.name == "tables":  # tables are only in the file
+            continue
         raw = environ.get(f"{ENV_PREFIX}{f.name.upper()}")
         if raw is not None:
             values[f.name] = raw
@@ -203,14 +226,24 @@ def save_config(config: AgentConfig, path: Path) -> None:
     lines = []
     for f in fields(AgentConfig):
         value = getattr(config, f.name)
-        if value == getattr(defaults, f.name):
+        if f.name == "tables" or value == getattr(defaults, f.name):
             continue
         lines.append(f"{f.name} = {_toml_value(value)}")
+    for name, table in sorted(config.tables.items()):  # tables come after the top-level keys
+        lines.append(f"\n[{name}]")
+        lines.extend(_table_lines(table))
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
 
 
+def _table_lines(table: dict[str, Any], prefix: str = "") -> list[str]:
+    """A table's keys; a list of tables (mcp3424 channels) as inline tables."""
+    return [f"{prefix}{key} = {_toml_value(value)}" for key, value in table.items()]
+
+
 def _toml_value(value: Any) -> str:
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{k} = {_toml_value(v)}" for k, v in value.items()) + "}"
     if isinstance(value, bool):
         return "true" if value else "false"
     if isinstance(value, (int, float)):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -10,6 +11,7 @@ from homepot_agent.collectors import boot_id, build_collectors, collect_all
 from homepot_agent.config import AgentConfig
 from homepot_agent.executor import Executor
 from homepot_agent.files import private_dir
+from homepot_agent.lab import FrameSender, LabContext, LabScheduler, build_scheduler
 from homepot_agent.ledger import CommandLedger
 from homepot_agent.spool import Spool
 from homepot_agent.transport import ApiClient
@@ -24,6 +26,8 @@ def build_agent(config: AgentConfig, *, api_key: str, **overrides: Any) -> Agent
         verify=config.tls_verify(),
     )
     spool = Spool(config.spool_path, config.spool_max_samples)
+    clock = overrides.get("clock", time.monotonic)
+    lab_buses = overrides.pop("lab_buses", {})  # tests: simulated buses and drivers
     agent: Agent | None = None
 
     def collect_for(current: AgentConfig) -> Callable[[], dict[str, float]]:
@@ -34,9 +38,15 @@ def build_agent(config: AgentConfig, *, api_key: str, **overrides: Any) -> Agent
         )
         return lambda: collect_all(collectors)
 
+    def lab_for(current: AgentConfig) -> LabScheduler | None:
+        context = LabContext(
+            clock=clock, send_frame=FrameSender(client.thermal_frame), buses=lab_buses
+        )
+        return build_scheduler(current.enabled_collectors, current.tables, context)
+
     def apply(new: AgentConfig) -> None:
         if agent is not None:
-            agent.reconfigure(new, collect_for(new))
+            agent.reconfigure(new, collect_for(new), lab_for(new))
 
     executor = Executor(config, apply_config=apply, **overrides.pop("executor_options", {}))
     agent = Agent(
@@ -47,6 +57,8 @@ def build_agent(config: AgentConfig, *, api_key: str, **overrides: Any) -> Agent
         ledger=CommandLedger(config.commands_path),
         spool=spool,
         attributes=lambda: host_attributes(boot_id),
+        lab=lab_for(config),
         **overrides,
     )
+    client.on_thermal = agent.thermal_advice
     return agent

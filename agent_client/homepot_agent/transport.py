@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Any
@@ -22,6 +23,10 @@ import requests
 from homepot_agent import __version__
 
 POLL_HEADER = "X-Poll-Interval"
+# While an operator watches this device's thermal view (any device response may carry them).
+THERMAL_INTERVAL_HEADER = "X-Thermal-Interval"
+THERMAL_LEASE_HEADER = "X-Thermal-Lease"
+THERMAL_MIN_INTERVAL = 0.25  # 4 Hz at most, whatever the server says
 BUSY = 429  # Too Many Requests: the server asks us to come back later
 
 
@@ -95,6 +100,8 @@ class ApiClient:
         self.session.verify = verify
         self.session.headers["User-Agent"] = f"homepot-agent/{__version__}"
         self.timeout = timeout
+        # Called with (interval, lease) seconds when an answer carries the thermal headers.
+        self.on_thermal: Callable[[float, float], None] | None = None
         if device_id and api_key:
             self.session.headers.update({"X-Device-ID": device_id, "X-API-Key": api_key})
 
@@ -121,7 +128,13 @@ class ApiClient:
             )
         if status >= 400:
             raise Refused(status, _detail(response))
+        self._thermal_advice(response)
         return response
+
+    def _thermal_advice(self, response: requests.Response) -> None:
+        advice = thermal_advice(response.headers)
+        if advice is not None and self.on_thermal is not None:
+            self.on_thermal(*advice)
 
     def health(self) -> bool:
         return self._call("GET", "/health").ok
@@ -157,11 +170,28 @@ class ApiClient:
             interval = None
         return Pending(commands=response.json(), advised_interval=interval)
 
+    def thermal_frame(self, frame: dict[str, Any]) -> None:
+        """One thermal camera frame ({ts, width, height, values}); live only, never spooled."""
+        self._call("POST", "/api/v1/analytics/thermal-frames", json=frame)
+
     def ack(self, device_id: str, command_id: str) -> None:
         self._call("POST", f"/api/v1/devices/{device_id}/commands/{command_id}/ack")
 
     def report(self, command_id: str, report: dict[str, Any]) -> None:
         self._call("PUT", f"/api/v1/devices/{command_id}/status", json=report)
+
+
+def thermal_advice(headers: Any) -> tuple[float, float] | None:
+    """(interval, lease) from X-Thermal-Interval / X-Thermal-Lease, or None when
+    absent or not usable numbers; the interval is never below 0.25 s."""
+    try:
+        interval = float(headers.get(THERMAL_INTERVAL_HEADER) or "nan")
+        lease = float(headers.get(THERMAL_LEASE_HEADER) or "nan")
+    except ValueError:
+        return None
+    if not (math.isfinite(interval) and math.isfinite(lease)) or interval <= 0 or lease <= 0:
+        return None
+    return max(THERMAL_MIN_INTERVAL, interval), lease
 
 
 def wait_for_server(client: ApiClient, seconds: float) -> None:

@@ -35,6 +35,7 @@ REGISTRY: dict[str, str] = {
     "bme680": "homepot_agent.lab.bme680",
     "mlx90640": "homepot_agent.lab.mlx90640",
     "mcp3424": "homepot_agent.lab.mcp3424",
+    "psu": "homepot_agent.lab.psu",
 }
 
 
