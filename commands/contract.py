@@ -38,6 +38,12 @@ def _field_rules(field: serializers.Field) -> dict[str, Any]:
         return {"type": "string", "pattern": field.pattern}
     if isinstance(field, serializers.SlugField):
         return {"type": "string", "pattern": SLUG_PATTERN, "maxLength": field.max_length}
+    if isinstance(field, serializers.IPAddressField):
+        return {"type": "string", "format": "ip-address"}
+    if isinstance(field, serializers.BooleanField):
+        return {"type": "boolean"}
+    if isinstance(field, serializers.FloatField):
+        return {"type": "number", **_bounds(field)}
     if isinstance(field, serializers.IntegerField):
         return {"type": "integer", **_bounds(field)}
     if isinstance(field, serializers.ListField):

@@ -4,6 +4,7 @@ Each entry names the type and the serializer its payload must pass at queue
 time. A later command (power supply, ARP scan) is one more entry here.
 """
 
+import math
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
@@ -14,6 +15,11 @@ from homepot.api import StrictSerializer
 # A systemd unit name, matched against the whole string. The agent checks the
 # same pattern (exported with the contract, see commands/contract.py).
 SERVICE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9@._:-]{0,127}"
+# A MAC address as `ip neigh` takes it (six colon-separated hex pairs), and a
+# Linux interface name (at most 15 characters; never starting with "-", so it
+# cannot be read as an option). Exported with the contract like the above.
+MAC_ADDRESS_PATTERN = r"[0-9A-Fa-f]{2}(?::[0-9A-Fa-f]{2}){5}"
+INTERFACE_NAME_PATTERN = r"[A-Za-z0-9][A-Za-z0-9_.-]{0,14}"
 
 
 class FullMatchField(serializers.RegexField):
@@ -56,6 +62,35 @@ class UpdateConfigPayload(Payload):
     )
 
 
+class FiniteFloatField(serializers.FloatField):
+    """A float that is a real number: NaN and infinities are no setpoints."""
+
+    def to_internal_value(self, data: Any) -> float:
+        value = super().to_internal_value(data)
+        if not math.isfinite(value):
+            self.fail("invalid")
+        return value
+
+
+class PsuSetPayload(Payload):
+    # The agent enforces its own max_voltage / max_current on top of these.
+    MIN_FIELDS = 1
+    voltage = FiniteFloatField(min_value=0, required=False)
+    current = FiniteFloatField(min_value=0, required=False)
+
+
+class PsuOutputPayload(Payload):
+    enabled = serializers.BooleanField()
+
+
+class ArpUpdatePayload(Payload):
+    ip = serializers.IPAddressField(protocol="both")
+    mac = FullMatchField(MAC_ADDRESS_PATTERN, error_messages={"invalid": "Not a MAC address."})
+    interface = FullMatchField(
+        INTERFACE_NAME_PATTERN, error_messages={"invalid": "Not a network interface name."}
+    )
+
+
 @dataclass(frozen=True)
 class CommandType:
     name: str
@@ -76,6 +111,9 @@ COMMAND_TYPES: dict[str, CommandType] = {
         CommandType("service_status", ServicePayload, "systemctl status of SERVICE.", 60),
         CommandType("list_services", NoPayload, "The state of the configured services.", 60),
         CommandType("update_config", UpdateConfigPayload, "Change agent settings live.", 60),
+        CommandType("psu_set", PsuSetPayload, "Set the PSU's voltage and/or current limit.", 60),
+        CommandType("psu_output", PsuOutputPayload, "Switch the PSU's output on or off.", 60),
+        CommandType("arp_update", ArpUpdatePayload, "ip neigh replace IP lladdr MAC.", 60),
     ]
 }
 

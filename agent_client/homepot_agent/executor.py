@@ -10,10 +10,16 @@
 * ``reboot`` answers ``in_progress`` with the current boot id; the caller notes
   it in the ledger and calls :meth:`Executor.reboot_now`. After the restart,
   :meth:`Executor.confirm_reboot` compares boot ids.
+* ``psu_set`` / ``psu_output`` need a ``[psu]`` table; a setpoint above its
+  ``max_voltage`` / ``max_current`` is refused before anything is sent, and the
+  result carries what the instrument reads back.
+* ``arp_update`` runs ``ip neigh replace`` (it needs CAP_NET_ADMIN) and is off
+  unless the config's ``allowed_commands`` names it.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import math
 import subprocess
 import time
@@ -26,6 +32,7 @@ from homepot_agent.collectors import boot_id as read_boot_id
 from homepot_agent.config import ALL_COMMANDS, AgentConfig, ConfigError, config_from_mapping
 
 if TYPE_CHECKING:  # pragma: no cover
+    from homepot_agent.lab.psu import Psu
     from homepot_agent.ledger import CommandLedger
 
 SUCCEEDED = "succeeded"
@@ -52,7 +59,25 @@ IMPLEMENTED: dict[str, tuple[str, ...]] = {
     "list_services": (),
     "update_config": REMOTE_SETTINGS,
     **{name: ("service",) for name in SERVICE_COMMANDS},
+    "psu_set": ("voltage", "current"),
+    "psu_output": ("enabled",),
+    "arp_update": ("ip", "mac", "interface"),
 }
+PSU_COMMANDS = {"psu_set", "psu_output"}
+_ARP_FIELDS = contract.CONTRACT["command_types"].get("arp_update", {}).get("payload", {})
+# The server's patterns for a MAC address and an interface name (contract.json).
+MAC_ADDRESS = contract.full_match(_ARP_FIELDS.get("mac", {}).get("pattern", r"(?!)"))
+INTERFACE_NAME = contract.full_match(_ARP_FIELDS.get("interface", {}).get("pattern", r"(?!)"))
+
+
+def psu_from_config(config: AgentConfig) -> Psu | None:
+    """The shared driver for the ``[psu]`` table, or None without one."""
+    table = config.tables.get("psu")
+    if table is None:
+        return None
+    from homepot_agent.lab.psu import parse, shared_psu  # lab code only when used
+
+    return shared_psu(parse(table))
 
 
 def contract_problems(payload_keys: dict[str, tuple[str, ...]] = PAYLOAD_KEYS) -> list[str]:
@@ -126,6 +151,8 @@ class Executor:
         apply_config: Callable[[AgentConfig], None] = lambda c: None,
         clock: Callable[[], float] = time.time,
         version: str = __version__,
+        ip: str = "ip",
+        psu: Callable[[AgentConfig], Psu | None] = psu_from_config,
     ) -> None:
         self.config = config
         self.run = run
@@ -136,6 +163,8 @@ class Executor:
         self.apply_config = apply_config
         self.clock = clock
         self.version = version
+        self.ip = ip
+        self.psu_for = psu
 
     # --- policy: what may run ----------------------------------------------------------
 
@@ -160,6 +189,56 @@ class Executor:
             return self._check_service(payload.get("service"))
         if kind == "update_config":
             return self._check_settings(payload)
+        if kind == "psu_set":
+            return self._check_psu_set(payload)
+        if kind == "psu_output":
+            return self._check_psu_output(payload)
+        if kind == "arp_update":
+            return self._check_arp(payload)
+        return None
+
+    def _psu(self) -> Psu | None:
+        try:
+            return self.psu_for(self.config)
+        except ValueError:  # a bad [psu] table stops the agent at start; not here
+            return None
+
+    def _check_psu_set(self, payload: dict[str, Any]) -> Outcome | None:
+        if not payload:
+            return _rejected("payload: name voltage, current or both")
+        for name, value in payload.items():
+            if isinstance(value, bool) or not isinstance(value, (int, float)):
+                return _rejected(f"{name}: {value!r} is not a number")
+            if not math.isfinite(value) or value < 0:
+                return _rejected(f"{name}: {value!r} must be a finite number >= 0")
+        psu = self._psu()
+        if psu is None:
+            return _rejected("No [psu] is configured on this device.")
+        from homepot_agent.lab.psu import PsuLimitError
+
+        try:
+            psu.check_setpoints(payload.get("voltage"), payload.get("current"))
+        except PsuLimitError as exc:
+            return _rejected(str(exc))
+        return None
+
+    def _check_psu_output(self, payload: dict[str, Any]) -> Outcome | None:
+        if not isinstance(payload.get("enabled"), bool):
+            return _rejected(f"enabled: {payload.get('enabled')!r} is not true or false")
+        if self._psu() is None:
+            return _rejected("No [psu] is configured on this device.")
+        return None
+
+    def _check_arp(self, payload: dict[str, Any]) -> Outcome | None:
+        ip, mac, interface = (payload.get(k) for k in ("ip", "mac", "interface"))
+        try:
+            ipaddress.ip_address(ip if isinstance(ip, str) else "")
+        except ValueError:
+            return _rejected(f"ip: {ip!r} is not an IPv4 or IPv6 address")
+        if not isinstance(mac, str) or not MAC_ADDRESS.fullmatch(mac):
+            return _rejected(f"mac: {mac!r} is not a MAC address")
+        if not isinstance(interface, str) or not INTERFACE_NAME.fullmatch(interface):
+            return _rejected(f"interface: {interface!r} is not a network interface name")
         return None
 
     def _check_service(self, service: Any) -> Outcome | None:
@@ -204,6 +283,12 @@ class Executor:
             return self._service_status(payload["service"])
         if kind == "list_services":
             return self._list_services()
+        if kind == "psu_set":
+            return self._psu_set(payload)
+        if kind == "psu_output":
+            return self._psu_output(payload["enabled"])
+        if kind == "arp_update":
+            return self._arp_update(payload["ip"], payload["mac"], payload["interface"])
         return self._update_config(payload)
 
     def _ping(self) -> Outcome:
@@ -247,6 +332,54 @@ class Executor:
             return Outcome(FAILED, {}, error=f"could not apply the settings: {exc}")
         self.config = new
         return Outcome(SUCCEEDED, {"applied": dict(payload)})
+
+    # --- lab -------------------------------------------------------------------------
+
+    def _psu_set(self, payload: dict[str, Any]) -> Outcome:
+        from homepot_agent.lab.psu import PsuError
+
+        psu = self._psu()
+        assert psu is not None  # check() passed
+        try:
+            held = psu.set(voltage=payload.get("voltage"), current=payload.get("current"))
+        except PsuError as exc:
+            return Outcome(FAILED, {}, error=f"psu: {exc}")
+        return Outcome(SUCCEEDED, {"requested": dict(payload), **held})
+
+    def _psu_output(self, enabled: bool) -> Outcome:
+        from homepot_agent.lab.psu import PsuError
+
+        psu = self._psu()
+        assert psu is not None  # check() passed
+        try:
+            state = psu.switch(enabled)
+        except PsuError as exc:
+            return Outcome(FAILED, {}, error=f"psu: {exc}")
+        return Outcome(SUCCEEDED, {"output": state})
+
+    def _arp_update(self, ip: str, mac: str, interface: str) -> Outcome:
+        """``ip neigh replace``, then the entry as the kernel now holds it."""
+        where = {"ip": ip, "mac": mac, "interface": interface}
+        argv = [
+            self.ip,
+            "neigh",
+            "replace",
+            ip,
+            "lladdr",
+            mac,
+            "dev",
+            interface,
+            "nud",
+            "permanent",
+        ]
+        replaced = self._call(argv, where)
+        if replaced.status != SUCCEEDED:
+            return replaced
+        shown = self._run([self.ip, "neigh", "show", ip, "dev", interface], where)
+        entry = shown.output.strip()
+        if shown.status != SUCCEEDED or not entry:
+            return _with(shown, FAILED, where, shown.error or "no neighbour entry after the update")
+        return _with(shown, SUCCEEDED, {**where, "entry": entry})
 
     # --- reboot ------------------------------------------------------------------------
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import logging
 
 import pytest
-from homepot_agent.lab.psu import Psu, PsuCollector, PsuError, PsuLimitError, PsuSettings
+from homepot_agent.lab import Guarded, LabContext
+from homepot_agent.lab.psu import Psu, PsuError, PsuLimitError, PsuSettings, build, parse
 
 from tests.agent.scpi_emulator import ScpiEmulator
 
@@ -16,6 +17,11 @@ def emulator(tmp_path):
     instrument = ScpiEmulator(tmp_path / "ttyPSU")
     yield instrument
     instrument.close()
+
+
+def collector(psu: Psu) -> Guarded:
+    """The psu collector as the agent's lab framework runs it."""
+    return Guarded(build(psu.settings, LabContext(buses={"psu": psu})))
 
 
 def make_psu(emulator: ScpiEmulator, **changes) -> Psu:
@@ -89,18 +95,20 @@ def test_a_setpoint_above_the_agents_max_is_refused_with_nothing_sent(
 
 
 def test_an_instrument_that_stops_answering_is_down_then_back(emulator, psu, caplog):
-    collector = PsuCollector(psu)
-    assert collector.collect()["psu.up"] == 1.0
+    source = collector(psu)
+    assert source.collect()["psu.up"] == 1.0
 
     emulator.silent = True
-    with caplog.at_level(logging.WARNING, logger="homepot_agent.lab.psu"):
-        first, second = collector.collect(), collector.collect()
+    with caplog.at_level(logging.WARNING, logger="homepot_agent.lab"):
+        first, second = source.collect(), source.collect()
     assert first == second == {"psu.up": 0.0}
-    assert len([r for r in caplog.records if "no reading" in r.message]) == 1  # once per change
+    assert (
+        len([r for r in caplog.records if "psu: not available" in r.message]) == 1
+    )  # once per change
 
     emulator.silent = False
     emulator.output, emulator.voltage = True, 2.0
-    recovered = collector.collect()
+    recovered = source.collect()
     assert recovered["psu.up"] == 1.0
     assert recovered["psu.voltage"] == 2.0
 
@@ -111,7 +119,7 @@ def test_garbage_answers_are_an_error_and_do_not_shift_later_answers(emulator, p
 
     with pytest.raises(PsuError, match="not a number"):
         psu.read()
-    assert PsuCollector(psu).collect()["psu.voltage_set"] == 7.0
+    assert collector(psu).collect()["psu.voltage_set"] == 7.0
 
 
 def test_a_garbled_output_state_is_an_error(emulator, psu):
@@ -121,36 +129,42 @@ def test_a_garbled_output_state_is_an_error(emulator, psu):
 
 
 def test_the_port_is_reopened_after_the_instrument_is_unplugged(emulator, psu):
-    collector = PsuCollector(psu)
+    source = collector(psu)
     emulator.voltage, emulator.output = 4.0, True
-    assert collector.collect()["psu.up"] == 1.0
+    assert source.collect()["psu.up"] == 1.0
 
     emulator.unplug()
-    assert collector.collect() == {"psu.up": 0.0}
-    assert collector.collect() == {"psu.up": 0.0}  # the device path is gone: cannot open
+    assert source.collect() == {"psu.up": 0.0}
+    assert source.collect() == {"psu.up": 0.0}  # the device path is gone: cannot open
 
     emulator.plug()  # a new pty under the same name
-    back = collector.collect()
+    back = source.collect()
     assert back["psu.up"] == 1.0
     assert back["psu.voltage_set"] == 4.0
 
 
 def test_a_missing_port_is_down_not_a_crash(tmp_path):
-    collector = PsuCollector(Psu(PsuSettings(port=str(tmp_path / "nothing"), timeout=0.1)))
+    source = collector(Psu(PsuSettings(port=str(tmp_path / "nothing"), timeout=0.1)))
 
-    assert collector.collect() == {"psu.up": 0.0}
+    assert source.collect() == {"psu.up": 0.0}
 
 
 @pytest.mark.parametrize(
     ("values", "named"),
     [
-        ({"timeout": 0}, "psu.timeout"),
-        ({"max_voltage": -1}, "psu.max_voltage"),
-        ({"interval": "fast"}, "psu.interval"),
-        ({"baud": 9600}, "psu.baud"),
-        ({"port": ""}, "psu.port"),
+        ({"timeout": 0}, "timeout"),
+        ({"max_voltage": -1}, "max_voltage"),
+        ({"interval": "fast"}, "interval"),
+        ({"baud": 9600}, "baud"),
+        ({"port": ""}, "port"),
     ],
 )
 def test_bad_settings_name_the_key(values, named):
-    with pytest.raises(ValueError, match=named):
-        PsuSettings.from_mapping(values)
+    with pytest.raises(ValueError, match=f"^{named}: "):
+        parse(values)
+
+
+def test_the_collector_and_the_commands_share_one_driver_per_port(tmp_path):
+    settings = parse({"port": str(tmp_path / "tty"), "max_voltage": 5})
+
+    assert build(settings, LabContext()).psu is build(settings, LabContext()).psu

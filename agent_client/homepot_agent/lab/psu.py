@@ -8,8 +8,10 @@
   Any failure (no answer in time, a garbled answer, the adapter unplugged)
   closes the port, so the next call opens it again: a re-plugged instrument
   is found without restarting the agent.
-* :class:`PsuCollector` turns a reading into ``psu.*`` metrics with
-  ``psu.up`` 0/1, logging once per change of state, not every sample.
+* ``parse`` and ``build`` plug it into the lab framework (``homepot_agent.lab``),
+  which reports ``psu.up`` 0/1 and logs once per change of state. The
+  collector and the ``psu_*`` commands share one :class:`Psu` per port
+  (:func:`shared_psu`), so they never talk over each other on the line.
 
 pyserial is imported only when a port is opened (the agent's ``[lab]`` extra).
 """
@@ -53,18 +55,18 @@ class PsuSettings:
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(values) - known)
         if unknown:
-            raise ValueError(f"psu.{unknown[0]}: unknown setting")
+            raise ValueError(f"{unknown[0]}: unknown setting")
         settings = cls(**values)
         if not isinstance(settings.port, str) or not settings.port:
-            raise ValueError("psu.port: must name the serial device")
+            raise ValueError("port: must name the serial device")
         for name in ("baudrate", "timeout", "interval", "max_voltage", "max_current"):
             value = getattr(settings, name)
             if isinstance(value, bool) or not isinstance(value, (int, float)):
-                raise ValueError(f"psu.{name}: {value!r} is not a number")
+                raise ValueError(f"{name}: {value!r} is not a number")
             # A limit of 0 is allowed (it refuses every setpoint); the rest must be > 0.
             least_ok = value >= 0 if name.startswith("max_") else value > 0
             if not math.isfinite(value) or not least_ok:
-                raise ValueError(f"psu.{name}: {value!r} is out of range")
+                raise ValueError(f"{name}: {value!r} is out of range")
         return settings
 
 
@@ -263,31 +265,47 @@ class Psu:
         return state
 
 
-class PsuCollector:
-    """The ``psu`` collector: ``collect()`` never raises; ``psu.up`` says if it read."""
+# One Psu per serial port, shared by the collector and the executor.
+_SHARED: dict[str, Psu] = {}
+_SHARED_LOCK = threading.Lock()
+
+
+def shared_psu(settings: PsuSettings) -> Psu:
+    """The Psu for ``settings.port``; a new one (the old closed) if its settings changed."""
+    with _SHARED_LOCK:
+        psu = _SHARED.get(settings.port)
+        if psu is None or psu.settings != settings:
+            if psu is not None:
+                psu.close()
+            psu = _SHARED[settings.port] = Psu(settings)
+        return psu
+
+
+def parse(table: dict[str, Any]) -> PsuSettings:
+    """The ``[psu]`` table (the lab framework's entry point)."""
+    return PsuSettings.from_mapping(table)
+
+
+class PsuSource:
+    """The ``psu`` collector as the lab framework runs it: ``read`` raises
+    PsuError when the instrument is away, and the framework reports ``psu.up = 0``."""
 
     name = "psu"
 
     def __init__(self, psu: Psu) -> None:
         self.psu = psu
-        self.interval = psu.settings.interval
-        self._up: bool | None = None
 
-    def collect(self) -> dict[str, float]:
-        try:
-            metrics = self.psu.read()
-        except PsuError as exc:
-            self._note(False, str(exc))
-            return {"psu.up": 0.0}
-        self._note(True, "")
-        return {**metrics, "psu.up": 1.0}
+    def open(self) -> None:
+        """Nothing: the port is opened by the first question (and after every failure)."""
 
-    def _note(self, up: bool, reason: str) -> None:
-        # Once per change of state: an unplugged PSU is not a log line a sample.
-        if up == self._up:
-            return
-        self._up = up
-        if up:
-            log.info("psu: reading %s", self.psu.settings.port)
-        else:
-            log.warning("psu: no reading (%s)", reason)
+    def read(self) -> dict[str, float]:
+        return self.psu.read()
+
+    def close(self) -> None:
+        self.psu.close()
+
+
+def build(settings: PsuSettings, context: Any) -> PsuSource:
+    # A test may hand in its own Psu (context.buses["psu"]).
+    psu = getattr(context, "buses", {}).get("psu") or shared_psu(settings)
+    return PsuSource(psu)
