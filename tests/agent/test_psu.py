@@ -4,11 +4,15 @@ one end of a pty pair, the SCPI emulator on the other."""
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 import pytest
+from homepot_agent.config import load_config, save_config
 from homepot_agent.lab import Guarded, LabContext
 from homepot_agent.lab.psu import Psu, PsuError, PsuLimitError, PsuSettings, build, parse
 
+from analytics.models import LatestValue
+from tests.agent.helpers import Clock, start_agent
 from tests.agent.scpi_emulator import ScpiEmulator
 
 
@@ -168,3 +172,37 @@ def test_the_collector_and_the_commands_share_one_driver_per_port(tmp_path):
     settings = parse({"port": str(tmp_path / "tty"), "max_voltage": 5})
 
     assert build(settings, LabContext()).psu is build(settings, LabContext()).psu
+
+
+@pytest.mark.django_db(transaction=True)
+def test_the_agent_pushes_psu_metrics_and_psu_up_0_while_unplugged(registered, emulator):
+    config = load_config(registered, environ={})
+    table = {"port": str(emulator.link), "timeout": 0.3, "interval": 5}
+    save_config(replace(config, enabled_collectors=["psu"], tables={"psu": table}), registered)
+    emulator.voltage, emulator.current, emulator.output = 5.0, 0.2, True
+    clock = Clock()
+    agent = start_agent(registered, clock)
+
+    def pushed() -> dict[str, float]:
+        agent.collect_lab(clock.now)
+        assert agent.push_once()
+        latest = LatestValue.objects.filter(
+            device__public_id="pi-e2e", metric__name__startswith="psu."
+        )
+        return dict(latest.values_list("metric__name", "value"))
+
+    assert pushed() == {
+        "psu.voltage": 2.0,
+        "psu.current": 0.2,
+        "psu.power": pytest.approx(0.4),
+        "psu.output": 1.0,
+        "psu.voltage_set": 5.0,
+        "psu.current_limit": 0.2,
+        "psu.up": 1.0,
+    }
+    emulator.unplug()
+    clock.now += 5
+    assert pushed()["psu.up"] == 0.0
+    emulator.plug()
+    clock.now += 5
+    assert pushed()["psu.up"] == 1.0
