@@ -1,8 +1,8 @@
-"""The analytics part of the admin: the telemetry panel on the device page."""
+"""The analytics part of the admin: the telemetry and lab monitor panels on the device page."""
 
 from django.http import HttpRequest
 
-from analytics.admin_panel import device_telemetry_context
+from analytics.admin_panel import device_lab_context, device_telemetry_context
 from devices.admin_panels import device_panel_register
 from devices.models import Device
 
@@ -15,5 +15,17 @@ device_panel_register(
     name="telemetry",
     template="admin/analytics/device_telemetry_panel.html",
     context=_telemetry_panel,
+    permission="analytics.view_sample",
+)
+
+
+def _lab_panel(request: HttpRequest, device: Device) -> dict:
+    return device_lab_context(device)
+
+
+device_panel_register(
+    name="lab",
+    template="admin/analytics/device_lab_panel.html",
+    context=_lab_panel,
     permission="analytics.view_sample",
 )

@@ -1,5 +1,6 @@
-"""The telemetry part of the device page in the admin."""
+"""The telemetry part of the device page in the admin, and a lab monitor's panel."""
 
+import json
 from datetime import timedelta
 
 from django.utils import timezone
@@ -42,4 +43,68 @@ def device_telemetry_context(device: Device, chosen: list[str]) -> dict:
         "chosen_charts": chosen,
         "chart_svgs": chart_svgs,
         "thermal_svg": mark_safe(charts.thermal_heatmap_svg(frame)) if frame else None,
+    }
+
+
+# --- The lab monitor panel -----------------------------------------------------------------------
+
+LAB_MONITOR = "lab_monitor"
+LAB_CHART_HOURS = 1
+LAB_CHART_STEP_SECONDS = 30  # raw samples: a lab wants the last minutes, not rollups
+ENVIRONMENT_METRICS = ["bme680.temperature", "bme680.humidity", "bme680.iaq"]
+PSU_METRICS = [
+    "psu.up",
+    "psu.output",
+    "psu.voltage",
+    "psu.current",
+    "psu.power",
+    "psu.voltage_set",
+    "psu.current_limit",
+]
+THERMAL_LIVE_POLL_MS = 1000
+
+
+def _electrical_metrics(names: list[str], quantity: str) -> list[str]:
+    """psu.voltage / psu.current, and the ADC channels named after the quantity
+    (adc.supply_voltage, adc.board_current: channel names are the operator's)."""
+    return [f"psu.{quantity}"] + [
+        name for name in names if name.startswith("adc.") and quantity[:4] in name
+    ]
+
+
+def _lab_charts(device: Device, names: list[str]) -> list[str]:
+    now = timezone.now()
+    wanted = ENVIRONMENT_METRICS + _electrical_metrics(names, "voltage")
+    wanted += _electrical_metrics(names, "current")
+    svgs = []
+    for name in (n for n in wanted if n in names):
+        series = queries.metric_series(
+            device_pk=device.pk,
+            name=name,
+            start=now - timedelta(hours=LAB_CHART_HOURS),
+            end=now,
+            step=LAB_CHART_STEP_SECONDS,
+            agg="avg",
+        )
+        svgs.append(mark_safe(charts.metric_chart_svg(name, series.points)))
+    return svgs
+
+
+def device_lab_context(device: Device) -> dict:
+    """Charts, PSU state and the live thermal view of a lab monitor (nothing for others)."""
+    if device.device_type != LAB_MONITOR:
+        return {"is_lab_monitor": False}
+    latest = queries.latest_values(device.pk)
+    frame = ThermalFrame.objects.filter(device_id=device.pk).first()
+    return {
+        "is_lab_monitor": True,
+        "charts": _lab_charts(device, list(latest)),
+        "psu": {name: latest[name]["value"] for name in PSU_METRICS if name in latest},
+        "thermal_svg": mark_safe(charts.thermal_heatmap_svg(frame)) if frame else None,
+        "thermal_scale_svg": mark_safe(charts.thermal_scale_svg(frame.min, frame.max))
+        if frame
+        else None,
+        "thermal_url": f"/api/v1/devices/{device.public_id}/thermal/latest?live=true",
+        "thermal_poll_ms": THERMAL_LIVE_POLL_MS,
+        "heat_stops": json.dumps([[f, list(rgb)] for f, rgb in charts.HEAT_STOPS]),
     }

@@ -36,9 +36,19 @@ def metric_chart_svg(name: str, points: list[dict]) -> str:
     return _INLINE_SCRIPT.sub("", chart.render(is_unicode=True))
 
 
+# The thermal palette: (fraction of the frame's range, RGB). The live view's script
+# reads it from the page, so the palette is defined here only.
+HEAT_STOPS = [
+    (0.0, (0, 0, 80)),
+    (0.35, (140, 0, 150)),
+    (0.7, (240, 110, 0)),
+    (1.0, (255, 250, 190)),
+]
+
+
 def _heat_colour(fraction: float) -> str:
     """Dark blue -> purple -> orange -> pale yellow, like common thermal palettes."""
-    stops = [(0.0, (0, 0, 80)), (0.35, (140, 0, 150)), (0.7, (240, 110, 0)), (1.0, (255, 250, 190))]
+    stops = HEAT_STOPS
     for (f0, c0), (f1, c1) in zip(stops, stops[1:], strict=False):
         if fraction <= f1:
             t = (fraction - f0) / (f1 - f0) if f1 > f0 else 0.0
@@ -58,6 +68,14 @@ def thermal_heatmap_svg(frame: ThermalFrame) -> str:
             f'fill="{colour}"><title>{value:.1f} °C</title></rect>'
         )
     width, height = frame.width * CELL, frame.height * CELL
+    hot_row, hot_col = divmod(
+        max(range(len(frame.values)), key=frame.values.__getitem__), frame.width
+    )
+    cells.append(
+        f'<circle class="homepot-hotspot" cx="{hot_col * CELL + CELL / 2}" '
+        f'cy="{hot_row * CELL + CELL / 2}" r="{CELL}" fill="none" stroke="#00ff66" '
+        f'stroke-width="2"><title>hot spot ({hot_col}, {hot_row})</title></circle>'
+    )
     caption = escape(
         f"{frame.ts:%Y-%m-%d %H:%M:%S} UTC · min {frame.min:.1f} °C · "
         f"mean {frame.mean:.1f} °C · max {frame.max:.1f} °C"
@@ -66,4 +84,21 @@ def thermal_heatmap_svg(frame: ThermalFrame) -> str:
         f'<svg class="homepot-heatmap" xmlns="http://www.w3.org/2000/svg" width="{width}" '
         f'height="{height + 20}" viewBox="0 0 {width} {height + 20}">{"".join(cells)}'
         f'<text x="0" y="{height + 15}" font-size="12">{caption}</text></svg>'
+    )
+
+
+def thermal_scale_svg(low: float, high: float) -> str:
+    """The colour scale beside a heatmap: the palette from `low` to `high` °C."""
+    stops = "".join(
+        f'<stop offset="{fraction:g}" stop-color="{_heat_colour(fraction)}"/>'
+        for fraction, _ in HEAT_STOPS
+    )
+    return (
+        '<svg class="homepot-thermal-scale" xmlns="http://www.w3.org/2000/svg" width="384" '
+        'height="34" viewBox="0 0 384 34"><defs><linearGradient id="homepot-heat">'
+        f"{stops}</linearGradient></defs>"
+        '<rect x="0" y="0" width="384" height="14" fill="url(#homepot-heat)"/>'
+        f'<text class="homepot-scale-low" x="0" y="30" font-size="12">{low:.1f} °C</text>'
+        f'<text class="homepot-scale-high" x="384" y="30" font-size="12" text-anchor="end">'
+        f"{high:.1f} °C</text></svg>"
     )

@@ -4,11 +4,12 @@ and queue actions of the device page."""
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils.html import format_html_join
 
 from commands import selectors, services
 from commands.admin_actions import DEVICE_ACTIONS
+from commands.admin_lab import lab_command_queue, lab_controls_context
 from commands.models import Command, CommandGroup
 from devices.admin import ReadOnlyAdmin
 from devices.admin_panels import device_actions_register, device_panel_register
@@ -29,6 +30,12 @@ device_panel_register(
     template="admin/commands/device_commands_panel.html",
     context=_commands_panel,
     permission="commands.view_command",
+)
+device_panel_register(
+    name="lab_controls",
+    template="admin/commands/device_lab_controls_panel.html",
+    context=lab_controls_context,
+    permission="commands.add_command",
 )
 device_actions_register(*DEVICE_ACTIONS)
 
@@ -77,6 +84,15 @@ class CommandAdmin(ReadOnlyAdmin):
 
     def has_view_permission(self, request: HttpRequest, obj: object = None) -> bool:
         return request.user.has_perm("commands.view_command")
+
+    def get_urls(self) -> list:
+        # the lab controls of a device page post here (see commands.admin_lab)
+        lab = path(
+            "lab/<int:device_pk>/queue/",
+            self.admin_site.admin_view(lab_command_queue),
+            name="commands_lab_queue",
+        )
+        return [lab, *super().get_urls()]
 
     def has_cancel_command_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("commands.cancel_command")
