@@ -66,6 +66,13 @@ def _parser() -> argparse.ArgumentParser:
     simulate.add_argument("--state-dir", type=Path, default=Path("var/simulated"))
     simulate.add_argument("--interval", type=float, default=10.0, help="collect/poll seconds")
     simulate.add_argument(
+        "--lab-share",
+        type=float,
+        default=0.25,
+        metavar="FRACTION",
+        help="this share of the devices are lab monitors (at least one unless 0)",
+    )
+    simulate.add_argument(
         "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the server"
     )
     simulate.add_argument(
