@@ -49,6 +49,7 @@ bench: install
 	$(BIN)/python bench/auth_bench.py
 	$(BIN)/python bench/telemetry_bench.py
 	$(BIN)/python bench/agent_footprint.py --minutes 3
+	$(BIN)/python bench/lab_footprint.py --minutes 3
 
 clean:
 	rm -rf var staticfiles
