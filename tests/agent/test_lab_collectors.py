@@ -128,3 +128,16 @@ def test_the_base_agent_imports_no_instrument_library(tmp_path: Path):
         check=True,
     )
     assert "LOADED []" in result.stdout
+
+
+def test_the_readme_lab_example_is_a_valid_config(tmp_path: Path):
+    readme = (Path(__file__).parents[2] / "agent_client" / "README.md").read_text()
+    section = readme.split("### A complete example", 1)[1]
+    example = section.split("```toml\n", 1)[1].split("```", 1)[0]
+    path = tmp_path / "agent.toml"
+    path.write_text(example)
+
+    config = load_config(path, environ={})
+
+    assert set(config.tables) == {"bme680", "mlx90640", "mcp3424", "psu"}
+    assert {"bme680", "mlx90640", "mcp3424", "psu"} <= set(config.enabled_collectors)
