@@ -141,3 +141,59 @@ def test_the_readme_lab_example_is_a_valid_config(tmp_path: Path):
 
     assert set(config.tables) == {"bme680", "mlx90640", "mcp3424", "psu"}
     assert {"bme680", "mlx90640", "mcp3424", "psu"} <= set(config.enabled_collectors)
+
+
+def test_real_sources_without_a_bus_report_up_0(caplog):
+    from homepot_agent.lab import LabContext, build_scheduler
+
+    clock = Clock()
+    tables = {
+        "bme680": {"i2c_bus": 250},  # /dev/i2c-250 does not exist
+        "mlx90640": {"i2c_bus": 250},
+        "mcp3424": {"i2c_bus": 250, "channels": [{"channel": 1, "name": "v"}]},
+    }
+    scheduler = build_scheduler(
+        ["system", "bme680", "mlx90640", "mcp3424"], tables, LabContext(clock=clock)
+    )
+
+    with caplog.at_level(logging.WARNING, logger="homepot_agent.lab"):
+        first = scheduler.collect_due(clock())
+        clock.now += 60
+        second = scheduler.collect_due(clock())
+
+    down = {"bme680.up": 0.0, "mlx90640.up": 0.0, "mcp3424.up": 0.0}
+    assert first == second == down
+    assert len(caplog.records) == 3  # one line per instrument, not one per reading
+    assert all("i2c-250" in r.getMessage() for r in caplog.records)
+
+
+def test_update_config_turns_a_lab_collector_on_and_off(tmp_path: Path):
+    from types import SimpleNamespace
+
+    from homepot_agent.runtime import build_agent
+
+    from .test_mlx90640 import FakeCamera, a_frame
+
+    sent: list = []
+    client = SimpleNamespace(thermal_frame=sent.append)
+    config = config_from_mapping(
+        {"state_dir": str(tmp_path / "state"), "mlx90640": {"interval": 5}}
+    )
+    clock, camera = Clock(), FakeCamera(a_frame())
+    agent = build_agent(
+        config, api_key="k", client=client, clock=clock, lab_buses={"mlx90640": camera}
+    )
+    assert agent.lab is None  # the table alone does not enable it
+
+    def update(collectors: list[str]) -> str:
+        command = {"command_type": "update_config", "payload": {"enabled_collectors": collectors}}
+        assert agent.executor.check(command) is None
+        return agent.executor.execute(command).status
+
+    assert update(["system", "mlx90640"]) == "succeeded"
+    agent.collect_lab(clock())
+    assert camera.frames == 1 and len(sent) == 1
+    assert agent.buffer[-1][1]["thermal.max"] == 35.5
+
+    assert update(["system"]) == "succeeded"
+    assert agent.lab is None
