@@ -19,8 +19,26 @@ CELL = 12  # pixels per thermal pixel
 _INLINE_SCRIPT = re.compile(r"<script\b[^>]*>.*?</script>", re.S)
 
 
+def _y_range(values: list[float]) -> tuple[float, float] | None:
+    """An explicit y range for a series whose spread is mere float noise.
+
+    pygal steps its y labels from min to max by a power of ten below the
+    spread; for 11.98 and 11.979999999999999 that step is smaller than one unit
+    in the last place, the position never advances and rendering never ends.
+    """
+    if not values:
+        return None
+    low, high = min(values), max(values)
+    magnitude = max(abs(low), abs(high), 1.0)
+    if high - low >= magnitude * 1e-9:
+        return None
+    return low - magnitude * 0.01, high + magnitude * 0.01
+
+
 def metric_chart_svg(name: str, points: list[dict]) -> str:
+    values = [p["value"] for p in points if p["value"] is not None]
     chart = pygal.DateTimeLine(
+        range=_y_range(values),
         title=name,
         height=260,
         width=900,

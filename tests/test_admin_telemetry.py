@@ -7,7 +7,7 @@ import pytest
 from django.test import Client
 from django.utils import timezone
 
-from analytics import services
+from analytics import charts, services
 from devices.auth import DeviceIdentity
 
 
@@ -55,6 +55,21 @@ def test_charts_follow_the_operators_choice(browser, agent, identity):
     html = page(browser, agent, "?chart=fan_rpm&chart=cpu_percent&chart=unknown")
 
     assert html.count('class="pygal-chart"') == 2
+
+
+@pytest.mark.timeout(20)
+@pytest.mark.parametrize(
+    "values", [[11.98, 11.979999999999999, 11.98], [5.0, 5.0], [1e12, 1e12 + 1e-3]]
+)
+def test_a_chart_of_values_that_differ_only_by_float_noise_renders(values):
+    # pygal's y scale stepped below one float ulp and never finished (a CI hang).
+    now = timezone.now()
+    points = [{"ts": now - timedelta(minutes=n), "value": v} for n, v in enumerate(values)]
+
+    svg = charts.metric_chart_svg("psu.voltage", points)
+
+    assert 'class="pygal-chart"' in svg
+    assert svg.count("<path") >= 1
 
 
 def test_the_latest_thermal_frame_is_drawn_as_a_heatmap(browser, agent, identity):
