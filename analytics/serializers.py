@@ -1,6 +1,12 @@
 from rest_framework import serializers
 
-from analytics.fields import MetricsField, SamplesField, StrictFloatField, TimestampField
+from analytics.fields import (
+    METRIC_NAME_PATTERN,
+    MetricsField,
+    SamplesField,
+    StrictFloatField,
+    TimestampField,
+)
 from homepot.api import StrictSerializer
 from homepot.validators import BoundedDateTimeField
 
@@ -52,7 +58,8 @@ class IngestResultSerializer(serializers.Serializer):
 
 
 class SeriesQuerySerializer(serializers.Serializer):
-    name = serializers.RegexField(r"^[A-Za-z_][A-Za-z0-9_.:-]{0,99}$")
+    # Matched whole and untrimmed, as at ingest: "cpu\n" is no metric name.
+    name = serializers.RegexField(rf"\A{METRIC_NAME_PATTERN}\Z", trim_whitespace=False)
     # Not TimestampField: a query may reach back past raw retention (rollups
     # are kept longer) and forward past now.
     start = BoundedDateTimeField(required=False)

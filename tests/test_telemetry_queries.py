@@ -144,6 +144,8 @@ def test_latest_values_take_one_query(client, viewer, agent, django_assert_num_q
     [
         ({"name": "nope"}, 404, "detail"),
         ({}, 400, "name"),
+        ({"name": "temp\n"}, 400, "name"),  # matched whole, as at ingest
+        ({"name": " temp"}, 400, "name"),
         ({"name": "temp", "step": 0}, 400, "step"),
         ({"name": "temp", "agg": "median"}, 400, "agg"),
         ({"name": "temp", "start": "soon"}, 400, "start"),
