@@ -119,6 +119,10 @@ class SiteAdmin(AuditedAdmin):
     def get_queryset(self, request: HttpRequest) -> QuerySet:
         return super().get_queryset(request).annotate(device_count=Count("devices"))
 
+    def get_readonly_fields(self, request: HttpRequest, obj: Site | None = None) -> list[str]:
+        # Fixed once the site exists: agents enroll at /sites/{site_id}/devices.
+        return [*self.readonly_fields, "public_id"] if obj else list(self.readonly_fields)
+
     def save_model(self, request: HttpRequest, obj: Site, form, change: bool) -> None:  # noqa: ANN001
         if change:
             super().save_model(request, obj, form, change)

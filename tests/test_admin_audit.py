@@ -98,6 +98,15 @@ def test_changing_a_site_is_audited(browser, site):
     ]
 
 
+def test_a_sites_public_id_cannot_be_changed_in_the_admin(browser, site):
+    response = browser.post(
+        f"/admin/devices/site/{site.pk}/change/", {"public_id": "lab-x", "name": "Lab 1"}
+    )
+
+    assert response.status_code == 302
+    assert Site.objects.get().public_id == "lab-1"
+
+
 def test_deleting_a_site_is_audited(admin_browser, site):
     response = admin_browser.post(f"/admin/devices/site/{site.pk}/delete/", {"post": "yes"})
 
