@@ -14,9 +14,7 @@ from __future__ import annotations
 
 import argparse
 import math
-import signal
 import sys
-import threading
 from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -54,15 +52,7 @@ def main() -> int:
         "mlx90640": DriftingCamera(),
     }
     agent = build_agent(config, api_key=cli.read_key(config), lab_buses=buses)
-    stop = threading.Event()
-
-    def request_stop(*_: object) -> None:
-        stop.set()
-        agent.wake()
-
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, request_stop)
-    agent.run(stop, status_path=config.state_dir / "status.json")
+    cli.run_until_signalled(agent, config)
     print(f"frames taken: {buses['mlx90640'].frames}", flush=True)
     return 0
 

@@ -12,6 +12,7 @@ import sys
 import threading
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from homepot_agent import __version__
 from homepot_agent.config import (
@@ -24,6 +25,9 @@ from homepot_agent.config import (
 )
 from homepot_agent.files import private_dir
 from homepot_agent.transport import ApiClient, Refused, Unreachable, wait_for_server
+
+if TYPE_CHECKING:
+    from homepot_agent.agent import Agent
 
 EXIT_OK, EXIT_CONFIG, EXIT_UNREACHABLE, EXIT_REFUSED = 0, 2, 3, 4
 logger = logging.getLogger("homepot_agent")
@@ -165,6 +169,19 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
     config = _registered(config_path)
     agent = build_agent(config, api_key=read_key(config))
+    logger.info(
+        "homepot-agent %s running as %s against %s",
+        __version__,
+        config.device_id,
+        config.server_url,
+    )
+    run_until_signalled(agent, config)
+    logger.info("stopped; %d samples wait in the spool", agent.spool.depth())
+    return EXIT_OK
+
+
+def run_until_signalled(agent: Agent, config: AgentConfig) -> None:
+    """Run the agent's loop until SIGTERM or SIGINT (which wake it at once)."""
     stop = threading.Event()
 
     def request_stop(*_: object) -> None:
@@ -173,15 +190,7 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         signal.signal(signum, request_stop)
-    logger.info(
-        "homepot-agent %s running as %s against %s",
-        __version__,
-        config.device_id,
-        config.server_url,
-    )
     agent.run(stop, status_path=config.state_dir / "status.json")
-    logger.info("stopped; %d samples wait in the spool", agent.spool.depth())
-    return EXIT_OK
 
 
 def cmd_status(args: argparse.Namespace, config_path: Path) -> int:
