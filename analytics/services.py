@@ -23,6 +23,7 @@ from analytics.models import (
     ThermalFrame,
 )
 from devices.auth import DeviceIdentity
+from devices.models import Device
 from homepot.errors import ServiceError
 
 logger = logging.getLogger(__name__)
@@ -141,8 +142,19 @@ def telemetry_ingest(
 ) -> IngestResult:
     """Store samples in one transaction: raw rows, the latest value of each
     metric, and a note for the rollups when samples arrive late."""
+    return _samples_store(device_pk=identity.pk, samples=samples, batch_id=batch_id)
+
+
+def check_metrics_store(device: Device, at: datetime, metrics: dict[str, float]) -> int:
+    """The metrics of a server-side check (SSH) of an agentless device, stored as an
+    agent's are (registered with devices.ssh.telemetry by AnalyticsConfig)."""
+    return _samples_store(device_pk=device.pk, samples=[(at, metrics)]).values
+
+
+def _samples_store(
+    *, device_pk: int, samples: Samples, batch_id: str | None = None
+) -> IngestResult:
     values = sum(len(metrics) for _, metrics in samples)
-    device_pk = identity.pk
     names = {name for _, metrics in samples for name in metrics}
     _check_metric_name_limit(device_pk, names)
     ids = metric_ids_for(names)

@@ -200,3 +200,137 @@ class AuditEntry(models.Model):
 
     def __str__(self) -> str:
         return f"{self.actor} {self.action} {self.target_type} {self.target_id}"
+
+
+# --- Agentless targets: checked over SSH by the server ------------------------------
+
+ssh_username_validator = RegexValidator(
+    r"^[a-z_][a-z0-9_.-]{0,31}$", "Use a POSIX user name: 1-32 of a-z, 0-9, '_', '.', '-'."
+)
+
+
+class SshCheck(models.Model):
+    """A named check: one fixed command line run on a target, and the parser that
+    turns its output into metrics. The built-in checks are defined in code
+    (devices/ssh/checks.py) and synced after every migrate; operators add their own."""
+
+    class Parser(models.TextChoices):
+        # The built-in checks' parsers.
+        UPTIME = "uptime", "/proc/uptime"
+        LOADAVG = "loadavg", "/proc/loadavg"
+        HWMON = "hwmon", "hwmon temperatures"
+        MEMINFO = "meminfo", "/proc/meminfo"
+        # For operator-defined checks.
+        NUMBER = "number", "a single number"
+        KEY_EQUALS = "key_equals", "key=value lines"
+        KEY_COLON = "key_colon", "key: value lines"
+        JSON = "json", "a JSON object of numbers"
+
+    name = models.SlugField(max_length=64, unique=True)
+    description = models.CharField(max_length=200, blank=True)
+    # Run as given on the target (by the login shell of the target's user there).
+    command = models.CharField(max_length=1000)
+    parser = models.CharField(max_length=16, choices=Parser.choices)
+    # Metric names start with this: "wet" gives wet.uptime, wet.temp.<sensor>...
+    metric_prefix = models.CharField(max_length=64, default="wet")
+    timeout_seconds = models.PositiveIntegerField(default=10)
+    builtin = models.BooleanField(default=False, editable=False)
+
+    class Meta:
+        ordering = ["name"]
+        verbose_name = "SSH check"
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class SshTarget(models.Model):
+    """How the server reaches an agentless device (a WET board) over SSH.
+
+    No secret lives here: the server logs in with its own key
+    (HOMEPOT_SSH_KEY_FILE) and trusts only the pinned host key.
+    """
+
+    class LastStatus(models.TextChoices):
+        NEVER = "", "never checked"
+        OK = "ok"
+        FAILED = "failed"
+        HOST_KEY_MISMATCH = "host_key_mismatch", "host key mismatch"
+        CIRCUIT_OPEN = "circuit_open", "circuit open"
+
+    device = models.OneToOneField(Device, on_delete=models.CASCADE, related_name="ssh_target")
+    host = models.CharField(max_length=255)
+    port = models.PositiveIntegerField(default=22)
+    username = models.CharField(max_length=32, validators=[ssh_username_validator])
+    # The pinned host key, OpenSSH public-key format ("ssh-ed25519 AAAA..."); empty
+    # until an operator pins or accepts one: until then every check fails.
+    host_key = models.TextField(blank=True)
+    # A note for people (a jump host, a console server); not used to connect.
+    via = models.CharField(max_length=200, blank=True)
+    enabled = models.BooleanField(default=True)
+    # How often its checks run, unless a check of the target sets its own interval.
+    interval_seconds = models.PositiveIntegerField(default=60)
+    # The lab monitor that powers the board: its page shows the board beside the PSU.
+    powered_by = models.ForeignKey(
+        Device,
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="powered_ssh_targets",
+    )
+    checks = models.ManyToManyField(SshCheck, through="SshTargetCheck", related_name="targets")
+
+    # The outcome of the latest round of checks.
+    last_check_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(
+        max_length=24, choices=LastStatus.choices, default=LastStatus.NEVER, blank=True
+    )
+    last_error = models.CharField(max_length=500, blank=True)
+    # Rounds that failed in a row; the circuit opens at SSH_BREAKER_THRESHOLD.
+    consecutive_failures = models.PositiveIntegerField(default=0)
+    # Set when the circuit opened; it is half-open SSH_BREAKER_COOLDOWN_SECONDS later.
+    circuit_opened_at = models.DateTimeField(null=True, blank=True)
+    # The key the host offered when it was not the pinned one, for an operator to accept.
+    offered_host_key = models.TextField(blank=True)
+    offered_host_key_at = models.DateTimeField(null=True, blank=True)
+    # A round of checks runs until then (claimed by a conditional UPDATE).
+    claimed_until = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        ordering = ["device__public_id"]
+        verbose_name = "SSH target"
+
+    def __str__(self) -> str:
+        return f"{self.device.public_id} via ssh {self.username}@{self.host}:{self.port}"
+
+
+class SshTargetCheck(models.Model):
+    """A check a target runs, with its own schedule and latest outcome."""
+
+    ssh_target = models.ForeignKey(
+        SshTarget, on_delete=models.CASCADE, related_name="target_checks"
+    )
+    ssh_check = models.ForeignKey(SshCheck, on_delete=models.CASCADE, related_name="target_checks")
+    # Overrides the target's interval_seconds for this check.
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    next_run_at = models.DateTimeField(null=True, blank=True, db_index=True)
+    last_run_at = models.DateTimeField(null=True, blank=True)
+    last_status = models.CharField(max_length=16, blank=True)  # "ok", "failed" or ""
+    last_error = models.CharField(max_length=500, blank=True)
+    last_metric_count = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        ordering = ["ssh_target", "ssh_check__name"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["ssh_target", "ssh_check"], name="ssh_target_check_once"
+            )
+        ]
+        verbose_name = "check of a target"
+
+    def __str__(self) -> str:
+        return f"{self.ssh_check.name} on {self.ssh_target.device.public_id}"
+
+    @property
+    def effective_interval_seconds(self) -> int:
+        return self.interval_seconds or self.ssh_target.interval_seconds

@@ -249,13 +249,38 @@ THERMAL_LIVE_INTERVAL_SECONDS = env_float("THERMAL_LIVE_INTERVAL_SECONDS", 0.25,
 THERMAL_LIVE_POLL_SECONDS = env_float("THERMAL_LIVE_POLL_SECONDS", 2.0, minimum=0.25)
 DATA_UPLOAD_MAX_MEMORY_SIZE = max(2_621_440, TELEMETRY_MAX_BODY_BYTES + 1024)
 
+# --- Agentless checks over SSH (devices/ssh/) -------------------------------------------
+# The server's one SSH identity (a private key file, created by manage.py
+# homepot_ssh_keygen); no SSH secret is stored in the database.
+HOMEPOT_SSH_KEY_FILE = env_str("HOMEPOT_SSH_KEY_FILE", str(VAR_DIR / "ssh" / "homepot_ed25519"))
+SSH_CONNECT_TIMEOUT_SECONDS = env_float("SSH_CONNECT_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# A check's output beyond this many bytes fails the check (and is not read further).
+SSH_MAX_OUTPUT_BYTES = env_int("SSH_MAX_OUTPUT_BYTES", 65_536, minimum=1024)
+# SSH sessions open at once: across all workers, and to any one target.
+SSH_MAX_CONCURRENCY = env_int("SSH_MAX_CONCURRENCY", 20, minimum=1)
+SSH_MAX_SESSIONS_PER_TARGET = env_int("SSH_MAX_SESSIONS_PER_TARGET", 1, minimum=1)
+# A round whose connection fails is retried this many times, after
+# SSH_RETRY_BACKOFF_SECONDS, then doubling, with jitter.
+SSH_CONNECT_RETRIES = env_int("SSH_CONNECT_RETRIES", 2, minimum=0)
+SSH_RETRY_BACKOFF_SECONDS = env_float("SSH_RETRY_BACKOFF_SECONDS", 2.0, minimum=0.0)
+# The circuit of a target opens after this many failed rounds in a row and lets
+# one trial round through (half-open) after the cool-down.
+SSH_BREAKER_THRESHOLD = env_int("SSH_BREAKER_THRESHOLD", 3, minimum=1)
+SSH_BREAKER_COOLDOWN_SECONDS = env_int("SSH_BREAKER_COOLDOWN_SECONDS", 300, minimum=1)
+
 # --- Beat intervals (seconds) ----------------------------------------------------------
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
 COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
 TELEMETRY_ROLLUP_SECONDS = env_int("TELEMETRY_ROLLUP_SECONDS", 60, minimum=10)
 TELEMETRY_PRUNE_SECONDS = env_int("TELEMETRY_PRUNE_SECONDS", 3600, minimum=60)
 RETENTION_PRUNE_SECONDS = env_int("RETENTION_PRUNE_SECONDS", 3600, minimum=60)
+# How often beat looks for SSH checks that are due (each check has its own interval).
+SSH_DISPATCH_SECONDS = env_int("SSH_DISPATCH_SECONDS", 5, minimum=1)
 CELERY_BEAT_SCHEDULE = {
+    "dispatch-ssh-checks": {
+        "task": "devices.tasks.dispatch_ssh_checks",
+        "schedule": SSH_DISPATCH_SECONDS,
+    },
     "mark-devices-offline": {
         "task": "devices.tasks.mark_devices_offline",
         "schedule": OFFLINE_SWEEP_SECONDS,
