@@ -38,9 +38,11 @@ COPY . .
 # need a SECRET_KEY with DEBUG off; this throwaway one exists only for this step.
 # var/ is where the embedded default (SQLite, file cache/broker) would write
 # when DATABASE_URL/REDIS_URL are unset: the only directory the app user owns.
+# var/ssh holds the SSH key for agentless targets (compose mounts a volume there).
 RUN SECRET_KEY=build-only python manage.py collectstatic --noinput \
-    && mkdir -p /app/var \
-    && chown homepot:homepot /app/var
+    && mkdir -p /app/var/ssh \
+    && chown -R homepot:homepot /app/var \
+    && chmod 700 /app/var/ssh
 
 USER homepot
 
