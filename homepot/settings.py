@@ -259,6 +259,9 @@ SSH_MAX_OUTPUT_BYTES = env_int("SSH_MAX_OUTPUT_BYTES", 65_536, minimum=1024)
 # SSH sessions open at once: across all workers, and to any one target.
 SSH_MAX_CONCURRENCY = env_int("SSH_MAX_CONCURRENCY", 20, minimum=1)
 SSH_MAX_SESSIONS_PER_TARGET = env_int("SSH_MAX_SESSIONS_PER_TARGET", 1, minimum=1)
+# How long a round waits for a free session slot before Celery retries it later
+# (the worker is not held meanwhile).
+SSH_SLOT_WAIT_SECONDS = env_float("SSH_SLOT_WAIT_SECONDS", 5.0, minimum=0.0)
 # A round whose connection fails is retried this many times, after
 # SSH_RETRY_BACKOFF_SECONDS, then doubling, with jitter.
 SSH_CONNECT_RETRIES = env_int("SSH_CONNECT_RETRIES", 2, minimum=0)
