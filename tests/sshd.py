@@ -175,14 +175,15 @@ class SshServer:
             sessions = psutil.Process(self._process.pid).children(recursive=True)
         except psutil.NoSuchProcess:
             sessions = []
-        self._process.kill()
-        self._process.wait()
+        # SIGKILL: the connections drop as the processes exit (their sockets close
+        # then, zombie or not), like a board losing power.
         for session in sessions:
             try:
                 session.kill()
             except psutil.NoSuchProcess:
                 pass
-        psutil.wait_procs(sessions, timeout=5)
+        self._process.kill()
+        self._process.wait()
         self._process = None
 
     @contextmanager
