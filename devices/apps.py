@@ -11,3 +11,8 @@ class DevicesConfig(AppConfig):
         from homepot.roles import roles_sync
 
         post_migrate.connect(roles_sync, dispatch_uid="homepot-roles-sync")
+        from devices.ssh.checks import ssh_checks_builtin_sync
+
+        post_migrate.connect(
+            ssh_checks_builtin_sync, sender=self, dispatch_uid="homepot-ssh-checks-builtin-sync"
+        )
