@@ -13,7 +13,8 @@ it is the current user. Usable outside pytest:
     server.stop()
     server.cleanup()
 
-The pytest fixtures at the end: `sshd` (session) and `ssh_identity` (per test).
+The pytest fixtures at the end: `sshd` (session), `ssh_identity` and `ssh_session`
+(per test).
 """
 
 import os
@@ -28,10 +29,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+import paramiko
 import psutil
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+
+from devices.ssh.transport import SshSession, ssh_connect
 
 SSHD = Path("/usr/sbin/sshd")
 SSH_USER_AS_ROOT = "homepot-ssh"
@@ -240,3 +244,24 @@ def ssh_identity(sshd: SshServer, settings) -> Path:  # noqa: ANN001 (pytest-dja
     """The server's SSH identity (HOMEPOT_SSH_KEY_FILE) is the key the test sshd accepts."""
     settings.HOMEPOT_SSH_KEY_FILE = str(sshd.client_key_file)
     return sshd.client_key_file
+
+
+def ssh_session_open(server: SshServer, **overrides: object) -> SshSession:
+    """A transport session to `server` with its pinned host key and client key;
+    `overrides` replace any ssh_connect argument (host_key, key, timeout...)."""
+    options = {
+        "host": server.host,
+        "port": server.port,
+        "username": server.username,
+        "host_key": server.host_key,
+        "key": paramiko.PKey.from_path(server.client_key_file),
+        "timeout": 5.0,
+    } | overrides
+    return ssh_connect(**options)
+
+
+@pytest.fixture
+def ssh_session(sshd: SshServer) -> Iterator[SshSession]:
+    """An open transport session to the test sshd, closed after the test."""
+    with ssh_session_open(sshd) as session:
+        yield session

@@ -27,7 +27,7 @@ from devices.ssh.transport import (
     host_key_parse,
     ssh_connect,
 )
-from tests.sshd import SshServer, ed25519_key_write
+from tests.sshd import SshServer, ed25519_key_write, ssh_session_open
 
 MAX_OUTPUT = 65_536
 
@@ -35,24 +35,6 @@ MAX_OUTPUT = 65_536
 @pytest.fixture
 def client_key(ssh_identity: Path) -> paramiko.PKey:
     return server_key_load()
-
-
-def connect(sshd: SshServer, key: paramiko.PKey, **overrides: object) -> SshSession:
-    options = {
-        "host": sshd.host,
-        "port": sshd.port,
-        "username": sshd.username,
-        "host_key": sshd.host_key,
-        "key": key,
-        "timeout": 5.0,
-    } | overrides
-    return ssh_connect(**options)
-
-
-@pytest.fixture
-def session(sshd: SshServer, client_key: paramiko.PKey) -> Iterator[SshSession]:
-    with connect(sshd, client_key) as opened:
-        yield opened
 
 
 def other_ed25519_public_key() -> str:
@@ -69,32 +51,34 @@ def offered_text(sshd: SshServer) -> str:
 # --- Commands ---------------------------------------------------------------------------
 
 
-def test_it_runs_a_command_and_reports_exit_status_stdout_and_stderr(session: SshSession):
-    result = session.run("echo out; echo err >&2; exit 3", timeout=5, max_output=MAX_OUTPUT)
+def test_it_runs_a_command_and_reports_exit_status_stdout_and_stderr(ssh_session: SshSession):
+    result = ssh_session.run("echo out; echo err >&2; exit 3", timeout=5, max_output=MAX_OUTPUT)
 
     assert (result.exit_status, result.stdout, result.stderr) == (3, "out\n", "err\n")
 
 
-def test_it_runs_as_the_target_user(session: SshSession, sshd: SshServer):
-    result = session.run("id -un", timeout=5, max_output=MAX_OUTPUT)
+def test_it_runs_as_the_target_user(ssh_session: SshSession, sshd: SshServer):
+    result = ssh_session.run("id -un", timeout=5, max_output=MAX_OUTPUT)
 
     assert result.stdout.strip() == sshd.username
 
 
-def test_one_connection_serves_many_commands(session: SshSession):
-    outputs = [session.run(f"echo {n}", timeout=5, max_output=MAX_OUTPUT).stdout for n in range(30)]
+def test_one_connection_serves_many_commands(ssh_session: SshSession):
+    outputs = [
+        ssh_session.run(f"echo {n}", timeout=5, max_output=MAX_OUTPUT).stdout for n in range(30)
+    ]
 
     assert outputs == [f"{n}\n" for n in range(30)]
 
 
-def test_invalid_utf8_is_replaced_not_fatal(session: SshSession):
-    result = session.run(r"printf 'ok \377\n'", timeout=5, max_output=MAX_OUTPUT)
+def test_invalid_utf8_is_replaced_not_fatal(ssh_session: SshSession):
+    result = ssh_session.run(r"printf 'ok \377\n'", timeout=5, max_output=MAX_OUTPUT)
 
     assert result.stdout == "ok \ufffd\n"
 
 
-def test_output_up_to_the_cap_is_read_whole(session: SshSession):
-    result = session.run(f"head -c {MAX_OUTPUT} /dev/zero", timeout=5, max_output=MAX_OUTPUT)
+def test_output_up_to_the_cap_is_read_whole(ssh_session: SshSession):
+    result = ssh_session.run(f"head -c {MAX_OUTPUT} /dev/zero", timeout=5, max_output=MAX_OUTPUT)
 
     assert len(result.stdout) == MAX_OUTPUT
 
@@ -112,57 +96,57 @@ def wait_until(condition: Callable[[], bool], seconds: float = 5.0) -> bool:
     return condition()
 
 
-def test_a_hanging_command_times_out_is_killed_and_the_session_goes_on(session: SshSession):
+def test_a_hanging_command_times_out_is_killed_and_the_session_goes_on(ssh_session: SshSession):
     started = time.monotonic()
     with pytest.raises(CommandTimeout):
         # A compound command: sshd kills the whole process group, not just the shell.
-        session.run("sleep 30.25; echo late", timeout=1, max_output=MAX_OUTPUT)
+        ssh_session.run("sleep 30.25; echo late", timeout=1, max_output=MAX_OUTPUT)
 
     assert time.monotonic() - started < 5
     assert wait_until(lambda: not sleepers("30.25")), "the command still runs on the target"
-    assert session.run("echo next", timeout=5, max_output=MAX_OUTPUT).stdout == "next\n"
+    assert ssh_session.run("echo next", timeout=5, max_output=MAX_OUTPUT).stdout == "next\n"
 
 
-def test_a_command_that_closes_its_output_and_runs_on_times_out(session: SshSession):
+def test_a_command_that_closes_its_output_and_runs_on_times_out(ssh_session: SshSession):
     with pytest.raises(CommandTimeout):
-        session.run("exec >&- 2>&-; sleep 30.5", timeout=1, max_output=MAX_OUTPUT)
+        ssh_session.run("exec >&- 2>&-; sleep 30.5", timeout=1, max_output=MAX_OUTPUT)
 
     assert wait_until(lambda: not sleepers("30.5"))
 
 
-def test_output_over_the_cap_stops_the_command(session: SshSession):
+def test_output_over_the_cap_stops_the_command(ssh_session: SshSession):
     with pytest.raises(OutputTooLarge, match=str(MAX_OUTPUT)):
-        session.run("head -c 1000000 /dev/zero", timeout=5, max_output=MAX_OUTPUT)
+        ssh_session.run("head -c 1000000 /dev/zero", timeout=5, max_output=MAX_OUTPUT)
 
-    assert session.run("echo next", timeout=5, max_output=MAX_OUTPUT).stdout == "next\n"
+    assert ssh_session.run("echo next", timeout=5, max_output=MAX_OUTPUT).stdout == "next\n"
 
 
-def test_endless_output_is_cut_at_the_cap(session: SshSession):
+def test_endless_output_is_cut_at_the_cap(ssh_session: SshSession):
     with pytest.raises(OutputTooLarge):
-        session.run("yes hostile", timeout=5, max_output=MAX_OUTPUT)
+        ssh_session.run("yes hostile", timeout=5, max_output=MAX_OUTPUT)
 
 
-def test_stderr_counts_towards_the_cap(session: SshSession):
+def test_stderr_counts_towards_the_cap(ssh_session: SshSession):
     with pytest.raises(OutputTooLarge):
-        session.run("head -c 100000 /dev/zero >&2", timeout=5, max_output=MAX_OUTPUT)
+        ssh_session.run("head -c 100000 /dev/zero >&2", timeout=5, max_output=MAX_OUTPUT)
 
 
 def test_a_lost_connection_fails_the_next_command_as_a_connect_error(
     sshd: SshServer, client_key: paramiko.PKey
 ):
-    with connect(sshd, client_key) as opened:
+    with ssh_session_open(sshd, key=client_key) as opened:
         with sshd.down():
             with pytest.raises(SshConnectError):
                 opened.run("echo gone", timeout=5, max_output=MAX_OUTPUT)
 
-    with connect(sshd, client_key) as reopened:
+    with ssh_session_open(sshd, key=client_key) as reopened:
         assert reopened.run("echo back", timeout=5, max_output=MAX_OUTPUT).stdout == "back\n"
 
 
 def test_a_connection_lost_while_a_command_runs_is_a_connect_error(
     sshd: SshServer, client_key: paramiko.PKey
 ):
-    with connect(sshd, client_key) as opened:
+    with ssh_session_open(sshd, key=client_key) as opened:
         threading.Timer(0.5, sshd.stop).start()
         try:
             with pytest.raises(SshConnectError):
@@ -179,7 +163,7 @@ def test_a_wrong_pinned_key_is_refused_and_nothing_runs(sshd: SshServer, client_
     mark = sshd.workdir / "wrong-key-ran"
 
     with pytest.raises(HostKeyMismatch) as refused:
-        with connect(sshd, client_key, host_key=other_ed25519_public_key()) as opened:
+        with ssh_session_open(sshd, key=client_key, host_key=other_ed25519_public_key()) as opened:
             opened.run(f"touch {mark}", timeout=5, max_output=MAX_OUTPUT)
 
     assert refused.value.fingerprint == host_key_fingerprint(sshd.host_key)
@@ -190,7 +174,7 @@ def test_a_wrong_pinned_key_is_refused_and_nothing_runs(sshd: SshServer, client_
 
 def test_no_pinned_key_reports_the_offered_key(sshd: SshServer, client_key: paramiko.PKey):
     with pytest.raises(HostKeyMismatch, match="no host key is pinned") as refused:
-        connect(sshd, client_key, host_key="")
+        ssh_session_open(sshd, key=client_key, host_key="")
 
     assert refused.value.offered == offered_text(sshd)
     assert host_key_fingerprint(refused.value.offered) == refused.value.fingerprint
@@ -202,14 +186,14 @@ def test_a_pinned_key_of_another_type_reports_the_offered_key(
     rsa = paramiko.RSAKey.generate(2048)
 
     with pytest.raises(HostKeyMismatch) as refused:
-        connect(sshd, client_key, host_key=f"{rsa.get_name()} {rsa.get_base64()}")
+        ssh_session_open(sshd, key=client_key, host_key=f"{rsa.get_name()} {rsa.get_base64()}")
 
     assert refused.value.offered == offered_text(sshd)
 
 
 def test_an_invalid_pinned_key_reports_the_offered_key(sshd: SshServer, client_key: paramiko.PKey):
     with pytest.raises(HostKeyMismatch, match="pinned key is invalid") as refused:
-        connect(sshd, client_key, host_key="ssh-ed25519 not-base64!")
+        ssh_session_open(sshd, key=client_key, host_key="ssh-ed25519 not-base64!")
 
     assert refused.value.offered == offered_text(sshd)
 
@@ -219,7 +203,7 @@ def test_the_pinned_key_may_carry_a_comment_and_whitespace(
 ):
     pinned = f"  {offered_text(sshd)}   root@wet-board\n"
 
-    with connect(sshd, client_key, host_key=pinned) as opened:
+    with ssh_session_open(sshd, key=client_key, host_key=pinned) as opened:
         assert opened.run("echo ok", timeout=5, max_output=MAX_OUTPUT).stdout == "ok\n"
 
 
@@ -272,7 +256,7 @@ def test_a_key_the_target_does_not_authorise_is_an_auth_error(sshd: SshServer, t
     ed25519_key_write(key_file, "stranger")
 
     with pytest.raises(SshConnectError) as refused:
-        connect(sshd, paramiko.Ed25519Key.from_private_key_file(str(key_file)))
+        ssh_session_open(sshd, key=paramiko.PKey.from_path(key_file))
 
     assert refused.value.auth is True
     assert "homepot_ssh_keygen" in str(refused.value)
@@ -282,7 +266,7 @@ def test_a_board_that_is_off_is_a_quick_connect_error(sshd: SshServer, client_ke
     with sshd.down():
         started = time.monotonic()
         with pytest.raises(SshConnectError, match="refused") as refused:
-            connect(sshd, client_key, timeout=30)
+            ssh_session_open(sshd, key=client_key, timeout=30)
         elapsed = time.monotonic() - started
 
     assert refused.value.auth is False
