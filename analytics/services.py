@@ -10,7 +10,9 @@ from django.db import DatabaseError, connection, transaction
 from django.db.models import Count, F, FloatField, Max, Min, QuerySet, Sum, Value
 from django.db.models.functions import Greatest, Least, TruncHour, TruncMinute
 from django.utils import timezone
+from rest_framework.exceptions import ValidationError
 
+from analytics.fields import MetricsField
 from analytics.models import (
     IngestBatch,
     LatestValue,
@@ -145,10 +147,31 @@ def telemetry_ingest(
     return _samples_store(device_pk=identity.pk, samples=samples, batch_id=batch_id)
 
 
+class CheckMetricsRefused(ServiceError):
+    code = "metrics_refused"
+
+
 def check_metrics_store(device: Device, at: datetime, metrics: dict[str, float]) -> int:
     """The metrics of a server-side check (SSH) of an agentless device, stored as an
-    agent's are (registered with devices.ssh.telemetry by AnalyticsConfig)."""
+    agent's are (registered with devices.ssh.telemetry by AnalyticsConfig).
+
+    Names, values and counts are checked by the agents' own field; a refusal is
+    a CheckMetricsRefused (or TooManyMetricNames) naming the first bad metric."""
+    try:
+        metrics = MetricsField().to_internal_value(metrics)
+    except ValidationError as exc:
+        raise CheckMetricsRefused(_first_error(exc.detail)) from None
     return _samples_store(device_pk=device.pk, samples=[(at, metrics)]).values
+
+
+def _first_error(detail: object) -> str:
+    """The first message of a DRF error detail, after the (quoted) metric it names."""
+    if isinstance(detail, dict):
+        name, messages = next(iter(detail.items()))
+        return f"{str(name)[:100]!r}: {_first_error(messages)}"
+    if isinstance(detail, list):
+        return _first_error(detail[0])
+    return str(detail)
 
 
 def _samples_store(

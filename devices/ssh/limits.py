@@ -8,7 +8,8 @@ random token, score = when the lease ends (Redis's own clock, so the workers'
 clocks do not matter). One Lua script drops expired leases and takes a slot in
 both sets or in neither, so a crashed worker's slot frees itself when its lease
 ends. Without Redis (the embedded default runs one worker process) the slots
-are semaphores of this process only: they bound that one process, not several.
+are counters of this process only: they bound that one process, not several
+(Procfile.dev runs one worker process with a threads pool for that reason).
 
 A round asks for a slot with a bounded wait; `SlotUnavailable` tells it to let
 Celery retry it later instead of holding a worker.
