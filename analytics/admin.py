@@ -1,8 +1,13 @@
-"""The analytics part of the admin: the telemetry and lab monitor panels on the device page."""
+"""The analytics part of the admin: the telemetry, lab monitor and powered boards panels
+on the device page."""
 
 from django.http import HttpRequest
 
-from analytics.admin_panel import device_lab_context, device_telemetry_context
+from analytics.admin_panel import (
+    device_lab_context,
+    device_powered_boards_context,
+    device_telemetry_context,
+)
 from devices.admin_panels import device_panel_register
 from devices.models import Device
 
@@ -27,5 +32,17 @@ device_panel_register(
     name="lab",
     template="admin/analytics/device_lab_panel.html",
     context=_lab_panel,
+    permission="analytics.view_sample",
+)
+
+
+def _powered_boards_panel(request: HttpRequest, device: Device) -> dict:
+    return device_powered_boards_context(device)
+
+
+device_panel_register(
+    name="powered_boards",
+    template="admin/analytics/device_powered_boards_panel.html",
+    context=_powered_boards_panel,
     permission="analytics.view_sample",
 )

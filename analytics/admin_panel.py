@@ -1,14 +1,17 @@
-"""The telemetry part of the device page in the admin, and a lab monitor's panel."""
+"""The telemetry part of the device page in the admin, a lab monitor's panel, and the
+boards a device powers."""
 
 import json
+from collections import defaultdict
 from datetime import timedelta
 
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.safestring import mark_safe
 
 from analytics import charts, queries
-from analytics.models import ThermalFrame
-from devices.models import Device
+from analytics.models import LatestValue, ThermalFrame
+from devices.models import Device, SshTarget
 
 DEFAULT_CHARTS = ["cpu_percent", "memory_percent", "disk_percent"]
 CHART_STEP_SECONDS = 300
@@ -108,3 +111,49 @@ def device_lab_context(device: Device) -> dict:
         "thermal_poll_ms": THERMAL_LIVE_POLL_MS,
         "heat_stops": json.dumps([[f, list(rgb)] for f, rgb in charts.HEAT_STOPS]),
     }
+
+
+# --- The boards a device powers (the lab view of WET boards) ------------------------------------
+
+BOARD_TEMPERATURE_PREFIX = "wet.temp."
+
+
+def _board_temperatures(device_pks: list[int]) -> dict[int, dict[str, float]]:
+    """{board pk: {sensor: latest °C}}, from the latest values, in one query."""
+    rows = (
+        LatestValue.objects.filter(
+            device_id__in=device_pks, metric__name__startswith=BOARD_TEMPERATURE_PREFIX
+        )
+        .order_by("metric__name")
+        .values_list("device_id", "metric__name", "value")
+    )
+    temperatures: dict[int, dict[str, float]] = defaultdict(dict)
+    for device_pk, name, value in rows:
+        temperatures[device_pk][name.removeprefix(BOARD_TEMPERATURE_PREFIX)] = value
+    return temperatures
+
+
+def device_powered_boards_context(device: Device) -> dict:
+    """The SSH boards this device powers (SshTarget.powered_by): each one's status,
+    last check and latest temperatures, beside the supply's readings on its page."""
+    targets = list(
+        SshTarget.objects.filter(powered_by=device)
+        .select_related("device")
+        .order_by("device__public_id")
+    )
+    temperatures = _board_temperatures([target.device_id for target in targets])
+    boards = [
+        {
+            "device_id": target.device.public_id,
+            "name": target.device.name,
+            "status": target.device.get_status_display(),
+            "last_status": target.last_status or "never",
+            "last_status_label": target.get_last_status_display(),
+            "last_check_at": target.last_check_at,
+            "last_error": target.last_error,
+            "temperatures": temperatures.get(target.device_id, {}),
+            "url": reverse("admin:devices_device_change", args=[target.device_id]),
+        }
+        for target in targets
+    ]
+    return {"boards": boards}

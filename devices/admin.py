@@ -13,7 +13,17 @@ from django.utils import timezone
 from devices import selectors, services
 from devices.admin_panels import device_actions, device_panels_render
 from devices.events import audit_record
-from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken, Event, Site
+from devices.models import (
+    AuditEntry,
+    Device,
+    DeviceCredential,
+    EnrollmentToken,
+    Event,
+    Site,
+    SshCheck,
+    SshTarget,
+)
+from devices.ssh.admin import SshCheckAdminMixin, SshTargetAdminMixin
 from homepot.errors import ServiceError
 
 
@@ -363,3 +373,13 @@ class AuditEntryAdmin(ReadOnlyAdmin):
     list_display = ["created_at", "actor", "action", "target_type", "target_id"]
     list_filter = ["action", "target_type"]
     search_fields = ["actor", "target_id"]
+
+
+@admin.register(SshTarget)
+class SshTargetAdmin(SshTargetAdminMixin, StrictObjectIdAdmin):
+    pass  # writes go through devices.ssh.services, which audit them
+
+
+@admin.register(SshCheck)
+class SshCheckAdmin(SshCheckAdminMixin, AuditedAdmin):
+    audit_name = "ssh_check"

@@ -2,6 +2,7 @@ from django.urls import path
 
 import homepot.converters  # noqa: F401 (registers <id:...>)
 from devices import views
+from devices.ssh import views as ssh_views
 
 # Mounted under /api/v1/. No trailing slashes, as in the agents' contract.
 urlpatterns = [
@@ -31,4 +32,21 @@ urlpatterns = [
         views.DeviceDecommissionApi.as_view(),
         name="device-decommission",
     ),
+    path("ssh-targets", ssh_views.SshTargetListCreateApi.as_view(), name="ssh-target-list"),
+    path(
+        "ssh-targets/<id:device_id>",
+        ssh_views.SshTargetDetailApi.as_view(),
+        name="ssh-target-detail",
+    ),
+    path(
+        "ssh-targets/<id:device_id>/check",
+        ssh_views.SshTargetCheckApi.as_view(),
+        name="ssh-target-check",
+    ),
+    path(
+        "ssh-targets/<id:device_id>/accept-host-key",
+        ssh_views.SshTargetAcceptHostKeyApi.as_view(),
+        name="ssh-target-accept-host-key",
+    ),
+    path("ssh-checks", ssh_views.SshCheckListCreateApi.as_view(), name="ssh-check-list"),
 ]

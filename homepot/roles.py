@@ -19,6 +19,9 @@ _VIEW = [
     "view_commandgroup",
     "view_sample",
     "view_thermalframe",
+    "view_sshtarget",
+    "view_sshtargetcheck",
+    "view_sshcheck",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW,
@@ -35,6 +38,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "decommission",
         "add_command",
         "cancel_command",
+        # SSH targets: change_sshtarget also runs a check now and accepts an offered
+        # host key; deleting one decommissions its device (needs decommission too).
+        "add_sshtarget",
+        "change_sshtarget",
+        "delete_sshtarget",
+        "add_sshtargetcheck",
+        "change_sshtargetcheck",
+        "delete_sshtargetcheck",
+        "add_sshcheck",
+        "change_sshcheck",
     ],
 }
 # Admins may do everything in HOMEPOT's apps and manage users.
