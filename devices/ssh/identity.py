@@ -29,7 +29,9 @@ def server_key_load() -> paramiko.PKey:
         return paramiko.PKey.from_path(path)
     except FileNotFoundError:
         raise SshError(f"The server's SSH key {path} does not exist: {KEYGEN_HINT}.") from None
-    except paramiko.PasswordRequiredException:
+    except (paramiko.PasswordRequiredException, TypeError):
+        # An encrypted OpenSSH-format key gets through paramiko as cryptography's
+        # TypeError ("Key is password-protected, but password was not provided").
         raise SshError(f"The server's SSH key {path} is encrypted: it must not be.") from None
     except (OSError, paramiko.SSHException, ValueError) as error:
         # Never the file's content: it is a private key.
