@@ -277,7 +277,10 @@ class SshSession:
         self, channel: paramiko.Channel, deadline: float, max_output: int
     ) -> _Output:
         output = _Output(max_output)
-        # Until end of output: select wakes on stdout, stderr, EOF and close.
+        # Until end of output: the channel's pipe wakes poll on stdout, stderr, EOF and
+        # close (poll, not select: a busy worker's descriptors may pass 1024).
+        poller = select.poll()
+        poller.register(channel, select.POLLIN)
         while True:
             # Seen before reading: the output that came before the EOF is then read.
             ended = channel.eof_received or channel.closed
@@ -290,7 +293,7 @@ class SshSession:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 self._timeout(channel)
-            select.select([channel], [], [], remaining)
+            poller.poll(remaining * 1000)
         # The exit status follows the end of output (a command may close its output
         # and run on: that is waited for too, within the deadline).
         if not channel.status_event.wait(max(deadline - time.monotonic(), 0)):
