@@ -41,22 +41,26 @@ import subprocess
 import sys
 import tempfile
 import time
-import urllib.parse
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
 import psutil
-import psycopg
-import redis
-from psycopg import sql
 
 BENCH_DIR = Path(__file__).resolve().parent
-REPO_ROOT = BENCH_DIR.parent
-PYTHON = sys.executable
-sys.path.insert(0, str(REPO_ROOT))
+for path in (BENCH_DIR, BENCH_DIR.parent):
+    if str(path) not in sys.path:
+        sys.path.insert(0, str(path))
 
-from tests.sshd import SshServer, sshd_available  # noqa: E402 (after the path is set)
+from auth_bench import (  # noqa: E402  (bench/ is not a package)
+    PYTHON,
+    REPO_ROOT,
+    flush_redis,
+    recreate_database,
+    run_step,
+)
+
+from tests.sshd import SshServer, sshd_available  # noqa: E402
 
 
 def parse_args() -> argparse.Namespace:
@@ -80,22 +84,6 @@ def parse_args() -> argparse.Namespace:
 # --- Database, Redis, environment -------------------------------------------------------
 
 
-def recreate_database(database_url: str) -> None:
-    name = urllib.parse.urlsplit(database_url).path.lstrip("/")
-    if "bench" not in name:
-        sys.exit(f"refusing to drop database {name!r}: its name must contain 'bench'")
-    maintenance = urllib.parse.urlsplit(database_url)._replace(path="/postgres").geturl()
-    with psycopg.connect(maintenance, autocommit=True) as conn:
-        identifier = sql.Identifier(name)
-        conn.execute(sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(identifier))
-        conn.execute(sql.SQL("CREATE DATABASE {}").format(identifier))
-
-
-def flush_redis(redis_url: str) -> None:
-    with redis.Redis.from_url(redis_url) as client:
-        client.flushdb()
-
-
 def bench_environment(args: argparse.Namespace, server: SshServer) -> dict[str, str]:
     return dict(os.environ) | {
         "DJANGO_SETTINGS_MODULE": "homepot.settings",
@@ -109,14 +97,6 @@ def bench_environment(args: argparse.Namespace, server: SshServer) -> dict[str, 
         "LOG_LEVEL": "WARNING",
         "PYTHONUNBUFFERED": "1",
     }
-
-
-def run_step(label: str, command: list[str], env: dict[str, str]) -> None:
-    started = time.monotonic()
-    result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)
-    if result.returncode != 0:
-        sys.exit(f"{label} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    print(f"  {label}: {time.monotonic() - started:.1f}s", flush=True)
 
 
 # --- Targets (Django in this process, after the environment is set) ----------------------

@@ -3,6 +3,12 @@ telemetry, presence, host keys, connection failures with retries and the circuit
 breaker, hanging and flooding commands, parsers, the sink's refusals."""
 
 import math
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.parse
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
@@ -12,6 +18,7 @@ import pytest
 from celery.signals import task_retry
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from django.db import connection
 from django.utils import timezone
 
 from analytics.models import LatestValue, Sample
@@ -23,6 +30,7 @@ from devices.ssh.runner import RoundRetry, SshBusy, ssh_round_run, ssh_target_ch
 from devices.ssh.schedule import ssh_rounds_claim
 from devices.ssh.transport import host_key_fingerprint
 from devices.tasks import run_ssh_round
+from homepot import celery_app
 from tests.ssh_targets import check_make, target_make
 from tests.sshd import SshServer
 
@@ -457,3 +465,50 @@ def test_the_sink_stores_valid_metrics(site) -> None:
 
     assert check_metrics_store(device, timezone.now(), {"wet.a": 1.0, "wet.b": -2}) == 2
     assert latest_metrics(device) == {"wet.a": 1.0, "wet.b": -2.0}
+
+
+# --- Beat -> dispatch -> run_ssh_round on a real worker ------------------------------------------
+
+
+def worker_start(env: dict[str, str], log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "celery", "-A", "celery_app", "worker", "--pool=threads"]
+    command += ["--concurrency=4", "--without-gossip", "--without-mingle", "--loglevel=INFO"]
+    with log.open("ab") as out:
+        return subprocess.Popen(command, env=env, stdout=out, stderr=out, start_new_session=True)
+
+
+def worker_stop(worker: subprocess.Popen) -> None:
+    os.killpg(worker.pid, signal.SIGTERM)
+    try:
+        worker.wait(timeout=20)
+    except subprocess.TimeoutExpired:
+        os.killpg(worker.pid, signal.SIGKILL)
+        worker.wait()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_beats_task_dispatches_rounds_that_a_real_worker_runs(
+    site, sshd, ssh_identity, tmp_path
+) -> None:
+    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
+        pytest.skip("a worker process needs the test database on PostgreSQL and a Redis broker")
+    targets = [target_make(site, f"wet-{n}", [builtin("uptime")], server=sshd) for n in range(3)]
+    database = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    env = os.environ | {
+        "DATABASE_URL": database._replace(path=f"/{connection.settings_dict['NAME']}").geturl(),
+        "HOMEPOT_SSH_KEY_FILE": str(ssh_identity),
+    }
+    worker = worker_start(env, tmp_path / "worker.log")
+    try:
+        # What beat sends every SSH_DISPATCH_SECONDS.
+        celery_app.send_task("devices.tasks.dispatch_ssh_checks")
+        deadline = time.monotonic() + 60
+        while SshTarget.objects.filter(last_status=Status.OK).count() < 3:
+            assert time.monotonic() < deadline, (tmp_path / "worker.log").read_text()[-3000:]
+            time.sleep(0.2)
+    finally:
+        worker_stop(worker)
+
+    assert SshTarget.objects.filter(claimed_until__isnull=True).count() == 3
+    for target in targets:
+        assert set(latest_metrics(target.device)) == {"wet.uptime"}
