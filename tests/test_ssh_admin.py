@@ -13,6 +13,7 @@ from django.utils import timezone
 from analytics.models import LatestValue, MetricName
 from devices.models import AuditEntry, Device, SshCheck, SshTarget, SshTargetCheck
 from devices.ssh import services
+from devices.ssh.limits import session_slot
 from devices.ssh.transport import host_key_fingerprint
 from tests.test_ssh_targets_api import public_key_line, without_comment
 
@@ -407,3 +408,69 @@ def test_a_device_that_powers_nothing_has_no_boards_panel(browser, make_agent):
     html = browser.get(f"/admin/devices/device/{monitor.pk}/change/").content.decode()
 
     assert 'id="homepot-powered-boards"' not in html
+
+
+# --- Test connection, against the real sshd -------------------------------------------------
+
+
+@pytest.fixture
+def board_at_sshd(site, operator, sshd, ssh_identity) -> SshTarget:  # noqa: ANN001
+    checks = SshCheck.objects.filter(name__in=["uptime", "temperatures"])
+    return services.ssh_target_create(
+        actor=operator,
+        public_id="wet-9",
+        name="WET board 9",
+        site=site,
+        host=sshd.host,
+        port=sshd.port,
+        username=sshd.username,
+        host_key=services.host_key_normalise(sshd.host_key),
+        checks=[services.CheckChoice(check) for check in checks],
+    )
+
+
+def test_test_connection_shows_each_checks_outcome(browser, board_at_sshd):
+    page = browser.get(f"{TARGETS}{board_at_sshd.pk}/change/").content.decode()
+    assert f'action="{TARGETS}{board_at_sshd.pk}/test-connection/"' in page
+
+    response = browser.post(f"{TARGETS}{board_at_sshd.pk}/test-connection/")
+
+    assert response.status_code == 200
+    html = response.content.decode()
+    rows = dict(re.findall(r'data-check="([^"]+)" data-status="([^"]+)"', html))
+    assert rows == {"temperatures": "ok", "uptime": "ok"}
+    assert "<code>wet.uptime</code>" in html
+    assert 'data-status="ok"' in html.split('id="homepot-ssh-result"')[1]
+    assert AuditEntry.objects.filter(action="ssh_target.check", actor="otto").count() == 1
+
+
+def test_test_connection_with_a_wrong_key_offers_to_accept_the_hosts(browser, board_at_sshd, sshd):
+    SshTarget.objects.filter(pk=board_at_sshd.pk).update(
+        host_key=without_comment(public_key_line())
+    )
+    fingerprint = host_key_fingerprint(sshd.host_key)
+
+    html = browser.post(f"{TARGETS}{board_at_sshd.pk}/test-connection/").content.decode()
+    browser.post(f"{TARGETS}{board_at_sshd.pk}/accept-host-key/", {"fingerprint": fingerprint})
+    again = browser.post(f"{TARGETS}{board_at_sshd.pk}/test-connection/").content.decode()
+
+    assert 'data-status="host_key_mismatch"' in html
+    assert f'id="homepot-ssh-offered-fingerprint">{fingerprint}<' in html
+    assert f"{TARGETS}{board_at_sshd.pk}/accept-host-key/" in html
+    assert 'data-check="uptime" data-status="ok"' in again
+
+
+def test_test_connection_is_a_post(browser, board_at_sshd):
+    assert browser.get(f"{TARGETS}{board_at_sshd.pk}/test-connection/").status_code == 405
+    assert not AuditEntry.objects.filter(action="ssh_target.check").exists()
+
+
+def test_a_board_busy_with_another_round_is_a_message_not_an_error(
+    browser, board_at_sshd, settings
+):
+    settings.SSH_SLOT_WAIT_SECONDS = 0
+    with session_slot(target_pk=board_at_sshd.pk, lease=30, wait=0):  # a round in progress
+        response = browser.post(f"{TARGETS}{board_at_sshd.pk}/test-connection/", follow=True)
+
+    assert response.redirect_chain[-1][0] == f"{TARGETS}{board_at_sshd.pk}/change/"
+    assert "Connection not tested" in response.content.decode()

@@ -13,8 +13,11 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from rest_framework.test import APIClient
 
+from analytics.models import LatestValue
 from devices.models import AuditEntry, Device, Event, SshCheck, SshTarget, SshTargetCheck
+from devices.ssh.limits import session_slot
 from devices.ssh.transport import host_key_fingerprint
+from tests.sshd import free_port
 
 BUILTIN_CHECKS = ["load", "memory", "temperatures", "uptime"]
 
@@ -678,3 +681,101 @@ def test_a_bad_check_is_refused(api, body, status, field):
     if field:
         assert field in response.json()
     assert SshCheck.objects.filter(builtin=False).count() == 0
+
+
+# --- Check now, against the real sshd ---------------------------------------------------------
+
+
+@pytest.fixture
+def board_at_sshd(create, sshd, ssh_identity) -> Callable[..., dict]:  # noqa: ANN001
+    """A target at the test sshd (the WET board), created through the API."""
+
+    def make(**fields: object) -> dict:
+        return create(
+            host=sshd.host,
+            port=sshd.port,
+            username=sshd.username,
+            **{"host_key": sshd.host_key, "checks": ["uptime", "load"], **fields},
+        )
+
+    return make
+
+
+def check_now(api: APIClient, device_id: str = "wet-1") -> dict:
+    response = api.post(f"/api/v1/ssh-targets/{device_id}/check")
+    assert response.status_code == 200, response.json()
+    return response.json()
+
+
+def test_checking_now_reports_each_checks_metrics_and_stores_them(api, board_at_sshd):
+    board_at_sshd()
+
+    report = check_now(api)
+
+    assert (report["status"], report["error"], report["circuit"]) == ("ok", "", "closed")
+    checks = {c["name"]: c for c in report["checks"]}
+    assert set(checks) == {"load", "uptime"}
+    assert checks["uptime"]["status"] == "ok" and checks["uptime"]["metrics"]["wet.uptime"] > 0
+    assert set(checks["load"]["metrics"]) >= {"wet.load1", "wet.load5", "wet.load15"}
+    detail = api.get("/api/v1/ssh-targets/wet-1").json()
+    assert (detail["last_status"], detail["device"]["status"]) == ("ok", "online")
+    latest = LatestValue.objects.filter(device__public_id="wet-1")
+    assert "wet.uptime" in set(latest.values_list("metric__name", flat=True))
+
+
+def test_a_wrong_key_runs_nothing_and_reports_the_offered_fingerprint_to_accept(
+    api, board_at_sshd, sshd
+):
+    board_at_sshd(host_key=public_key_line("not the board"))
+    fingerprint = host_key_fingerprint(sshd.host_key)
+
+    refused = check_now(api)
+
+    assert refused["status"] == "host_key_mismatch"
+    assert refused["offered_host_key_fingerprint"] == fingerprint
+    assert refused["checks"] == []
+    detail = api.get("/api/v1/ssh-targets/wet-1").json()
+    assert detail["offered_host_key_fingerprint"] == fingerprint
+
+    accepted = api.post(
+        "/api/v1/ssh-targets/wet-1/accept-host-key", {"fingerprint": fingerprint}, format="json"
+    )
+
+    assert accepted.status_code == 200
+    assert accepted.json()["host_key_fingerprint"] == fingerprint
+    assert check_now(api)["status"] == "ok"
+
+
+def test_a_first_contact_without_a_pinned_key_only_reports_the_offered_key(
+    api, board_at_sshd, sshd
+):
+    board_at_sshd(host_key="")
+
+    report = check_now(api)
+
+    assert report["status"] == "host_key_mismatch"
+    assert report["offered_host_key_fingerprint"] == host_key_fingerprint(sshd.host_key)
+    assert api.get("/api/v1/ssh-targets/wet-1").json()["host_key"] == ""
+
+
+def test_a_board_that_is_off_is_a_failed_report_not_an_error(api, board_at_sshd):
+
+    board_at_sshd(port=free_port())  # nothing listens there
+
+    report = check_now(api)
+
+    assert report["status"] == "failed"
+    assert report["error"] and report["checks"] == []
+    assert api.get("/api/v1/ssh-targets/wet-1").json()["consecutive_failures"] == 1
+
+
+def test_a_board_busy_with_another_round_is_503_ssh_busy(api, board_at_sshd, settings):
+    settings.SSH_SLOT_WAIT_SECONDS = 0
+    board_at_sshd()
+    target = SshTarget.objects.get()
+
+    with session_slot(target_pk=target.pk, lease=30, wait=0):  # a round in progress
+        response = api.post("/api/v1/ssh-targets/wet-1/check")
+
+    assert response.status_code == 503
+    assert response.json()["code"] == "ssh_busy"

@@ -358,7 +358,12 @@ class SshTargetAdminMixin:
 
     def _test_connection(self, request: HttpRequest, object_id: str) -> HttpResponse:
         target = self._target_to_change(request, object_id)
-        outcome = runner.ssh_target_check_now(target=target, actor=request.user)
+        change_url = reverse("admin:devices_sshtarget_change", args=[target.pk])
+        try:
+            outcome = runner.ssh_target_check_now(target=target, actor=request.user)
+        except ServiceError as exc:  # no session slot came free in time
+            messages.error(request, f"Connection not tested: {exc.message}")
+            return HttpResponseRedirect(change_url)
         target.refresh_from_db()
         context = {
             **self.admin_site.each_context(request),
@@ -369,7 +374,7 @@ class SshTargetAdminMixin:
             "circuit": circuit_state(target, timezone.now()).value,
             "outcome": outcome,
             "accept_url": _accept_url(target) if outcome.offered_fingerprint else "",
-            "change_url": reverse("admin:devices_sshtarget_change", args=[target.pk]),
+            "change_url": change_url,
         }
         return TemplateResponse(request, "admin/devices/ssh/check_result.html", context)
 
