@@ -430,6 +430,16 @@ def test_check_now_is_audited_and_closes_an_open_circuit(site, sshd, operator) -
     assert (entry.actor_user, entry.target_id, entry.data["status"]) == (operator, "wet-1", "ok")
 
 
+def test_check_now_of_a_target_without_checks_tests_the_connection(site, sshd) -> None:
+    target = target_make(site, "wet-1", [], server=sshd, consecutive_failures=1)
+
+    assert ssh_target_check_now(target=target, actor=None).status == Status.OK
+
+    target.refresh_from_db()
+    assert target.consecutive_failures == 0
+    assert Device.objects.get(pk=target.device_id).status == Device.Status.ONLINE
+
+
 def test_check_now_says_busy_when_no_slot_comes_free(site, sshd, settings) -> None:
     settings.SSH_SLOT_WAIT_SECONDS = 0.2
     target = target_make(site, "wet-1", [builtin("uptime")], server=sshd)

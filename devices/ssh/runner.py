@@ -100,8 +100,9 @@ class RoundOutcome:
 
     @property
     def connected(self) -> bool:
-        """The host was reached and the checks ran (whatever they gave)."""
-        return bool(self.checks)
+        """The host was reached and the checks ran, whatever they gave (a round
+        that did not connect has no check outcomes; one with no checks is ok)."""
+        return self.status == Status.OK or bool(self.checks)
 
 
 class RoundRetry(Exception):
