@@ -7,7 +7,9 @@ import re
 from datetime import timedelta
 
 import pytest
+from django.db import connection
 from django.test import Client
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from analytics.models import LatestValue, MetricName
@@ -31,17 +33,22 @@ def browser(operator) -> Client:  # noqa: ANN001
     return browser_for(operator)
 
 
-@pytest.fixture
-def board(site, operator) -> SshTarget:  # noqa: ANN001
+def board_make(site, public_id: str, *, checks: list[str] = (), **fields: object) -> SshTarget:  # noqa: ANN001
+    """A target created through the service (by the system), with the named checks."""
+    fields = {"host": "wet-1.lab.example", "username": "root", **fields}
     return services.ssh_target_create(
-        actor=operator,
-        public_id="wet-1",
-        name="WET board 1",
+        actor=None,
+        public_id=public_id,
+        name=f"WET board {public_id}",
         site=site,
-        host="wet-1.lab.example",
-        username="root",
-        checks=[services.CheckChoice(SshCheck.objects.get(name="uptime"))],
+        checks=[services.CheckChoice(check) for check in SshCheck.objects.filter(name__in=checks)],
+        **fields,
     )
+
+
+@pytest.fixture
+def board(site) -> SshTarget:  # noqa: ANN001
+    return board_make(site, "wet-1", checks=["uptime"])
 
 
 def section(html: str, element_id: str) -> str:
@@ -94,24 +101,29 @@ def test_the_list_shows_address_status_circuit_and_failures(browser, board):
     assert browser.get(f"{TARGETS}?last_status__exact=ok").content.decode().count("wet-1") == 0
 
 
-def test_adding_a_target_creates_its_device_and_checks(browser, site):
-    key = public_key_line()
-    form = {
+def add_form(site, **fields: object) -> dict:  # noqa: ANN001
+    """The add form as a browser posts it."""
+    return {
         "device_id": "wet-7",
         "name": "WET 7",
         "site": site.pk,
         "host": "10.0.0.7",
         "port": 22,
         "username": "root",
-        "host_key": key,
+        "host_key": "",
         "via": "",
         "powered_by": "",
         "interval_seconds": 60,
-        "initial_checks": [SshCheck.objects.get(name=n).pk for n in ("uptime", "temperatures")],
         "enabled": "on",
+        **fields,
     }
 
-    response = browser.post(f"{TARGETS}add/", form)
+
+def test_adding_a_target_creates_its_device_and_checks(browser, site):
+    key = public_key_line()
+    checks = [SshCheck.objects.get(name=n).pk for n in ("uptime", "temperatures")]
+
+    response = browser.post(f"{TARGETS}add/", add_form(site, host_key=key, initial_checks=checks))
 
     assert response.status_code == 302
     target = SshTarget.objects.select_related("device").get()
@@ -144,18 +156,7 @@ def test_the_add_form_offers_the_builtin_checks(browser, site):
     ],
 )
 def test_a_bad_add_form_is_shown_again_and_creates_nothing(browser, site, agent, field, value):
-    form = {
-        "device_id": "wet-7",
-        "name": "WET 7",
-        "site": site.pk,
-        "host": "10.0.0.7",
-        "port": 22,
-        "username": "root",
-        "interval_seconds": 60,
-        field: value,
-    }
-
-    response = browser.post(f"{TARGETS}add/", form)
+    response = browser.post(f"{TARGETS}add/", add_form(site, **{field: value}))
 
     assert response.status_code == 200
     assert field in response.context["adminform"].form.errors
@@ -373,19 +374,10 @@ def test_an_operator_adds_a_check_with_an_operator_parser_only(browser):
 
 
 def test_a_lab_monitors_page_shows_the_boards_it_powers_with_their_temperatures(
-    browser, make_agent, site, operator
+    browser, make_agent, site
 ):
     monitor = make_agent("lab-mon-1", device_type="lab_monitor").device
-    target = services.ssh_target_create(
-        actor=operator,
-        public_id="wet-2",
-        name="WET board 2",
-        site=site,
-        host="10.0.0.2",
-        username="root",
-        powered_by=monitor,
-        checks=[],
-    )
+    target = board_make(site, "wet-2", powered_by=monitor)
     SshTarget.objects.filter(pk=target.pk).update(last_status="ok", last_check_at=timezone.now())
     now = timezone.now()
     for name, value in [("wet.temp.fpga", 61.4), ("wet.temp.board", 38.5), ("wet.load1", 0.2)]:
@@ -414,18 +406,15 @@ def test_a_device_that_powers_nothing_has_no_boards_panel(browser, make_agent):
 
 
 @pytest.fixture
-def board_at_sshd(site, operator, sshd, ssh_identity) -> SshTarget:  # noqa: ANN001
-    checks = SshCheck.objects.filter(name__in=["uptime", "temperatures"])
-    return services.ssh_target_create(
-        actor=operator,
-        public_id="wet-9",
-        name="WET board 9",
-        site=site,
+def board_at_sshd(site, sshd, ssh_identity) -> SshTarget:  # noqa: ANN001
+    return board_make(
+        site,
+        "wet-9",
+        checks=["uptime", "temperatures"],
         host=sshd.host,
         port=sshd.port,
         username=sshd.username,
         host_key=services.host_key_normalise(sshd.host_key),
-        checks=[services.CheckChoice(check) for check in checks],
     )
 
 
@@ -474,3 +463,20 @@ def test_a_board_busy_with_another_round_is_a_message_not_an_error(
 
     assert response.redirect_chain[-1][0] == f"{TARGETS}{board_at_sshd.pk}/change/"
     assert "Connection not tested" in response.content.decode()
+
+
+def test_the_target_list_costs_the_same_queries_for_many(browser, site):
+    def add(first: int, count: int) -> None:
+        for n in range(first, first + count):
+            board_make(site, f"wet-{n}", checks=["uptime"])
+
+    def queries() -> int:
+        with CaptureQueriesContext(connection) as captured:
+            assert browser.get(TARGETS).status_code == 200
+        return len(captured)
+
+    add(0, 2)
+    few = queries()
+    add(2, 8)
+
+    assert queries() == few

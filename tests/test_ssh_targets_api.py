@@ -616,62 +616,22 @@ def test_an_operator_adds_a_check_and_a_target_runs_it(api, create):
     assert [c["name"] for c in create(checks=["ptp"])["checks"]] == ["ptp"]
 
 
+def check_body(**fields: object) -> dict:
+    return {"name": "mine", "command": "true", "parser": "number", "metric_prefix": "x", **fields}
+
+
 @pytest.mark.parametrize(
     ("body", "status", "field"),
     [
-        (
-            {"name": "uptime", "command": "true", "parser": "number", "metric_prefix": "x"},
-            409,
-            None,
-        ),
-        (
-            {"name": "mine", "command": "true", "parser": "hwmon", "metric_prefix": "x"},
-            400,
-            "parser",
-        ),
-        (
-            {"name": "mine", "command": "a\nb", "parser": "number", "metric_prefix": "x"},
-            400,
-            "command",
-        ),
-        ({"name": "mine", "command": "", "parser": "number", "metric_prefix": "x"}, 400, "command"),
-        (
-            {"name": "mine", "command": "x" * 1001, "parser": "number", "metric_prefix": "x"},
-            400,
-            "command",
-        ),
-        (
-            {"name": "mine", "command": "true", "parser": "number", "metric_prefix": "1x"},
-            400,
-            "metric_prefix",
-        ),
-        (
-            {"name": "my check", "command": "true", "parser": "number", "metric_prefix": "x"},
-            400,
-            "name",
-        ),
-        (
-            {
-                "name": "mine",
-                "command": "true",
-                "parser": "number",
-                "metric_prefix": "x",
-                "timeout_seconds": 0,
-            },
-            400,
-            "timeout_seconds",
-        ),
-        (
-            {
-                "name": "mine",
-                "command": "true",
-                "parser": "number",
-                "metric_prefix": "x",
-                "builtin": True,
-            },
-            400,
-            "builtin",
-        ),
+        (check_body(name="uptime"), 409, None),
+        (check_body(parser="hwmon"), 400, "parser"),
+        (check_body(command="a\nb"), 400, "command"),
+        (check_body(command=""), 400, "command"),
+        (check_body(command="x" * 1001), 400, "command"),
+        (check_body(metric_prefix="1x"), 400, "metric_prefix"),
+        (check_body(name="my check"), 400, "name"),
+        (check_body(timeout_seconds=0), 400, "timeout_seconds"),
+        (check_body(builtin=True), 400, "builtin"),
     ],
 )
 def test_a_bad_check_is_refused(api, body, status, field):
@@ -691,12 +651,14 @@ def board_at_sshd(create, sshd, ssh_identity) -> Callable[..., dict]:  # noqa: A
     """A target at the test sshd (the WET board), created through the API."""
 
     def make(**fields: object) -> dict:
-        return create(
-            host=sshd.host,
-            port=sshd.port,
-            username=sshd.username,
-            **{"host_key": sshd.host_key, "checks": ["uptime", "load"], **fields},
-        )
+        at_sshd = {
+            "host": sshd.host,
+            "port": sshd.port,
+            "username": sshd.username,
+            "host_key": sshd.host_key,
+            "checks": ["uptime", "load"],
+        }
+        return create(**{**at_sshd, **fields})
 
     return make
 
@@ -779,3 +741,15 @@ def test_a_board_busy_with_another_round_is_503_ssh_busy(api, board_at_sshd, set
 
     assert response.status_code == 503
     assert response.json()["code"] == "ssh_busy"
+
+
+def test_a_shorter_interval_brings_the_next_runs_forward(api, create):
+    create(interval_seconds=3600)
+    ran = timezone.now() - timedelta(minutes=5)
+    SshTargetCheck.objects.update(last_run_at=ran, next_run_at=ran + timedelta(hours=1))
+
+    api.patch("/api/v1/ssh-targets/wet-1", {"interval_seconds": 60}, format="json")
+
+    next_runs = set(SshTargetCheck.objects.values_list("next_run_at", flat=True))
+    assert len(next_runs) == 1
+    assert next_runs.pop() <= timezone.now()  # overdue by the new interval: due now

@@ -76,16 +76,7 @@ class SshTargetForm(forms.ModelForm):
 
     class Meta:
         model = SshTarget
-        fields = [
-            "host",
-            "port",
-            "username",
-            "host_key",
-            "via",
-            "powered_by",
-            "interval_seconds",
-            "enabled",
-        ]
+        fields = services.SETTINGS_FIELDS
         widgets = {"host_key": forms.Textarea(attrs={"rows": 3, "cols": 80})}
         help_texts = {
             "host_key": "OpenSSH format, as `ssh-keyscan -t ed25519 <host>` prints it. "

@@ -8,7 +8,7 @@ removes the SSH settings and decommissions the device, so its history stays.
 import ipaddress
 import re
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
@@ -47,21 +47,19 @@ check_command_validator = RegexValidator(
 )
 # What changes how the server reaches the target: a new value deserves a fresh start.
 CONNECTION_FIELDS = frozenset({"host", "port", "username", "host_key"})
+# A target's own settings (the admin's form shows them in this order).
+SETTINGS_FIELDS = [
+    "host",
+    "port",
+    "username",
+    "host_key",
+    "via",
+    "powered_by",
+    "interval_seconds",
+    "enabled",
+]
 # Everything a PATCH or the admin may change (the device id and site are fixed).
-UPDATABLE_FIELDS = frozenset(
-    {
-        "name",
-        "host",
-        "port",
-        "username",
-        "host_key",
-        "via",
-        "powered_by",
-        "interval_seconds",
-        "enabled",
-        "checks",
-    }
-)
+UPDATABLE_FIELDS = frozenset({*SETTINGS_FIELDS, "name", "checks"})
 _HOST_LABEL = re.compile(r"(?!-)[A-Za-z0-9-]{1,63}(?<!-)")
 
 
@@ -273,7 +271,19 @@ def _fields_apply(target: SshTarget, changes: dict[str, Any], changed: set[str])
         _target_checks_set(target, changes["checks"])
     if due_now:
         target.target_checks.update(next_run_at=now)
+    elif changed & {"interval_seconds", "checks"}:
+        _next_runs_bound(target, now)
     _checkin_interval_sync(target)
+
+
+def _next_runs_bound(target: SshTarget, now: datetime) -> None:
+    """A shorter interval takes effect at once: no check waits longer than its new
+    interval from its last run (or from now, if it never ran)."""
+    for row in target.target_checks.all():
+        latest = (row.last_run_at or now) + timedelta(seconds=row.effective_interval_seconds)
+        if row.next_run_at is not None and row.next_run_at > latest:
+            row.next_run_at = max(latest, now)
+            row.save(update_fields=["next_run_at"])
 
 
 def _fresh_start(target: SshTarget) -> None:
