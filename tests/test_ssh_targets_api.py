@@ -96,6 +96,15 @@ def test_creating_a_target_creates_its_device_and_checks_in_one_go(api, create, 
     assert Event.objects.filter(device=device, kind="device.registered").exists()
 
 
+def test_a_line_of_ssh_keyscan_output_pins_its_key(create):
+    key = public_key_line()
+    keyscan_line = f"wet-1.lab.example {without_comment(key)}"
+
+    body = create(host_key=keyscan_line)
+
+    assert body["host_key"] == without_comment(key)
+
+
 def test_a_target_without_checks_named_runs_every_builtin_check(create):
     body = create()
 

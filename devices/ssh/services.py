@@ -15,6 +15,7 @@ from django.core.exceptions import ValidationError
 from django.core.validators import RegexValidator
 from django.db import IntegrityError, transaction
 from django.utils import timezone
+from paramiko import PKey
 
 from devices.events import Actor, audit_record, event_record
 from devices.models import Device, Site, SshCheck, SshTarget, SshTargetCheck
@@ -85,7 +86,8 @@ def ssh_host_validate(value: str) -> None:
 
 def host_key_normalise(text: str) -> str:
     """A pinned host key as stored: "<type> <base64>" (the comment dropped), or ""
-    for none. ValidationError naming the problem when it is not a public key."""
+    for none. Takes a public key file's line or a line of `ssh-keyscan` output.
+    ValidationError naming the problem when it is not a public key."""
     text = text.strip()
     if not text:
         return ""
@@ -94,8 +96,21 @@ def host_key_normalise(text: str) -> str:
     try:
         key = host_key_parse(text)
     except ValueError as exc:
-        raise ValidationError(str(exc), code="invalid_host_key") from None
+        key = _keyscan_line_parse(text)
+        if key is None:
+            raise ValidationError(str(exc), code="invalid_host_key") from None
     return host_key_text(key)
+
+
+def _keyscan_line_parse(text: str) -> PKey | None:
+    """A line of `ssh-keyscan` output ("<host> <type> <base64>"), or None."""
+    fields = text.split()
+    if len(fields) != 3 or "\n" in text:
+        return None
+    try:
+        return host_key_parse(" ".join(fields[1:]))
+    except ValueError:
+        return None
 
 
 def fingerprint_of(host_key: str) -> str:
