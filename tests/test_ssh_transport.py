@@ -147,12 +147,13 @@ def test_a_connection_lost_while_a_command_runs_is_a_connect_error(
     sshd: SshServer, client_key: paramiko.PKey
 ):
     with ssh_session_open(sshd, key=client_key) as opened:
-        threading.Timer(0.5, sshd.stop).start()
+        power_cut = threading.Timer(0.5, sshd.stop)
+        power_cut.start()
         try:
             with pytest.raises(SshConnectError):
                 opened.run("sleep 20.5", timeout=10, max_output=MAX_OUTPUT)
         finally:
-            wait_until(lambda: not sshd.alive())
+            power_cut.join()
             sshd.start()
 
 
