@@ -234,7 +234,9 @@ def ssh_target_update(*, actor: Actor, target: SshTarget, changes: dict[str, Any
         raise ValueError(f"not updatable: {sorted(unknown)}")
     with transaction.atomic():
         target = (
-            SshTarget.objects.select_related("device__site").select_for_update().get(pk=target.pk)
+            SshTarget.objects.select_related("device__site")
+            .select_for_update(of=("self",))
+            .get(pk=target.pk)
         )
         changed = _changed_fields(target, changes)
         if not changed:
@@ -382,7 +384,11 @@ def ssh_target_host_key_accept(*, actor: Actor, target: SshTarget, fingerprint: 
     operator confirms the key they saw, not whatever the host offers now."""
     with transaction.atomic():
         # Locked: a round that records another offered key waits for this to end.
-        target = SshTarget.objects.select_related("device").select_for_update().get(pk=target.pk)
+        target = (
+            SshTarget.objects.select_related("device")
+            .select_for_update(of=("self",))
+            .get(pk=target.pk)
+        )
         offered = target.offered_host_key
         if not offered:
             raise ConflictError(
