@@ -46,7 +46,7 @@ class DeviceSerializer(serializers.ModelSerializer):
         return int(device.checkin_interval.total_seconds())
 
 
-def _validate_device_id(value: str) -> str:
+def device_id_not_reserved(value: str) -> str:
     if value.lower() in RESERVED_DEVICE_IDS:
         raise serializers.ValidationError(f"{value!r} is reserved.")
     return value
@@ -63,7 +63,7 @@ def validate_attributes_size(value: dict) -> dict:
 
 class DeviceRegisterSerializer(serializers.Serializer):
     device_id = serializers.CharField(
-        source="public_id", max_length=64, validators=[device_id_validator, _validate_device_id]
+        source="public_id", max_length=64, validators=[device_id_validator, device_id_not_reserved]
     )
     name = serializers.CharField(max_length=200)
     device_type = serializers.SlugField(max_length=32)

@@ -30,6 +30,8 @@ def exception_handler(exc: Exception, context: dict[str, Any]) -> Response | Non
         headers = (
             {"WWW-Authenticate": "EnrollmentToken"} if isinstance(exc, CredentialRejected) else {}
         )
+        if exc.retry_after_seconds is not None:
+            headers["Retry-After"] = str(exc.retry_after_seconds)
         return Response(
             {"detail": exc.message, "code": exc.code}, status=exc.status_code, headers=headers
         )

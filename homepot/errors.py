@@ -4,6 +4,8 @@
 class ServiceError(Exception):
     status_code = 400
     code = "invalid"
+    # Sent as Retry-After when set (a 429 or 503 the client should come back from).
+    retry_after_seconds: int | None = None
 
     def __init__(self, message: str, *, code: str | None = None) -> None:
         super().__init__(message)

@@ -750,6 +750,7 @@ def test_a_board_busy_with_another_round_is_503_ssh_busy(api, board_at_sshd, set
 
     assert response.status_code == 503
     assert response.json()["code"] == "ssh_busy"
+    assert response["Retry-After"] == "1"
 
 
 def test_a_shorter_interval_brings_the_next_runs_forward(api, create):

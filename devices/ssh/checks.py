@@ -32,6 +32,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
+from django.db import connections
 
 from devices.models import SshCheck
 
@@ -381,12 +382,16 @@ def ssh_checks_builtin_sync(**kwargs: Any) -> None:
     """post_migrate: the built-in checks as rows. Command, parser and description
     come from the code; a timeout or prefix an operator changed is kept."""
     apps = kwargs.get("apps")
+    using = kwargs.get("using", "default")
     try:
         model = apps.get_model("devices", "SshCheck") if apps else SshCheck
     except LookupError:  # migrated back before the SSH tables
         return
+    # A flush after a test that migrated back passes today's models, not the tables'.
+    if model._meta.db_table not in connections[using].introspection.table_names():
+        return
     for check in BUILTIN_CHECKS.values():
-        model.objects.using(kwargs.get("using", "default")).update_or_create(
+        model.objects.using(using).update_or_create(
             name=check.name,
             defaults={
                 "builtin": True,

@@ -38,6 +38,7 @@ distinct offered key; `device.online` when the device comes back.
 
 import dataclasses
 import logging
+import math
 import random
 import time
 from dataclasses import dataclass, field
@@ -123,6 +124,10 @@ class SshBusy(ServiceError):
 
     status_code = 503
     code = "ssh_busy"
+
+    @property
+    def retry_after_seconds(self) -> int:  # type: ignore[override]
+        return max(1, math.ceil(settings.SSH_SLOT_WAIT_SECONDS))
 
 
 # --- Scheduled rounds (devices.tasks.run_ssh_round) ------------------------------------

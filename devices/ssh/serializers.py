@@ -15,7 +15,7 @@ from devices.models import (
     device_id_validator,
     ssh_username_validator,
 )
-from devices.serializers import _validate_device_id
+from devices.serializers import device_id_not_reserved
 from devices.ssh.breaker import Circuit, circuit_state
 from devices.ssh.services import (
     CHECK_TIMEOUT_MAX_SECONDS,
@@ -155,7 +155,7 @@ class SshTargetChangeSerializer(StrictSerializer):
 
 class SshTargetCreateSerializer(SshTargetChangeSerializer):
     device_id = serializers.CharField(
-        source="public_id", max_length=64, validators=[device_id_validator, _validate_device_id]
+        source="public_id", max_length=64, validators=[device_id_validator, device_id_not_reserved]
     )
     site = serializers.SlugRelatedField(
         slug_field="public_id", queryset=Site.objects.all(), help_text="The site's id."
