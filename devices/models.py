@@ -166,6 +166,14 @@ class Event(models.Model):
         on_delete=models.SET_NULL,
         related_name="events",
     )
+    # The alert the event is about (a string reference, as for commands).
+    alert = models.ForeignKey(
+        "analytics.Alert",
+        null=True,
+        blank=True,
+        on_delete=models.SET_NULL,
+        related_name="events",
+    )
     kind = models.CharField(max_length=64, db_index=True)
     message = models.CharField(max_length=500, blank=True)
     data = models.JSONField(default=dict, blank=True)

@@ -14,7 +14,8 @@ _FALSE = {"0", "false", "no", "off"}
 
 
 def env_str(name: str, default: str = "") -> str:
-    return os.environ.get(name, default)
+    # Empty is unset, as for the other types: compose passes "${NAME:-}" through.
+    return os.environ.get(name) or default
 
 
 def env_bool(name: str, default: bool) -> bool:

@@ -271,6 +271,29 @@ SSH_RETRY_BACKOFF_SECONDS = env_float("SSH_RETRY_BACKOFF_SECONDS", 2.0, minimum=
 SSH_BREAKER_THRESHOLD = env_int("SSH_BREAKER_THRESHOLD", 3, minimum=1)
 SSH_BREAKER_COOLDOWN_SECONDS = env_int("SSH_BREAKER_COOLDOWN_SECONDS", 300, minimum=1)
 
+# --- Alerting and notifications (analytics/alerting/, analytics/notifications/) ----------
+# Webhook deliveries that fail (connection error, timeout, 5xx, 429) are retried
+# after NOTIFY_RETRY_BASE_SECONDS, then doubling, NOTIFY_MAX_ATTEMPTS attempts in all
+# (10 s and 10 attempts: about 85 minutes).
+NOTIFY_RETRY_BASE_SECONDS = env_float("NOTIFY_RETRY_BASE_SECONDS", 10.0, minimum=0.0)
+NOTIFY_MAX_ATTEMPTS = env_int("NOTIFY_MAX_ATTEMPTS", 10, minimum=1)
+NOTIFY_TIMEOUT_SECONDS = env_float("NOTIFY_TIMEOUT_SECONDS", 10.0, minimum=0.1)
+# Webhook URLs on private, loopback and link-local addresses are allowed (lab
+# receivers live on the LAN) unless this is off.
+NOTIFY_WEBHOOK_ALLOW_PRIVATE = env_bool("NOTIFY_WEBHOOK_ALLOW_PRIVATE", True)
+ALERT_RETENTION_DAYS = env_int("ALERT_RETENTION_DAYS", 365, minimum=1)  # resolved alerts
+NOTIFICATION_RETENTION_DAYS = env_int("NOTIFICATION_RETENTION_DAYS", 90, minimum=1)
+# Email (Django's SMTP backend).
+EMAIL_HOST = env_str("EMAIL_HOST", "localhost")
+EMAIL_PORT = env_int("EMAIL_PORT", 25, minimum=1)
+EMAIL_HOST_USER = env_str("EMAIL_HOST_USER", "")
+EMAIL_HOST_PASSWORD = env_str("EMAIL_HOST_PASSWORD", "")
+EMAIL_USE_TLS = env_bool("EMAIL_USE_TLS", False)
+EMAIL_USE_SSL = env_bool("EMAIL_USE_SSL", False)
+EMAIL_TIMEOUT = env_int("EMAIL_TIMEOUT", 10, minimum=1)
+DEFAULT_FROM_EMAIL = env_str("DEFAULT_FROM_EMAIL", "homepot@localhost")
+EMAIL_SUBJECT_PREFIX = "[HOMEPOT] "
+
 # --- Beat intervals (seconds) ----------------------------------------------------------
 OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
 COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
@@ -279,7 +302,12 @@ TELEMETRY_PRUNE_SECONDS = env_int("TELEMETRY_PRUNE_SECONDS", 3600, minimum=60)
 RETENTION_PRUNE_SECONDS = env_int("RETENTION_PRUNE_SECONDS", 3600, minimum=60)
 # How often beat looks for SSH checks that are due (each check has its own interval).
 SSH_DISPATCH_SECONDS = env_int("SSH_DISPATCH_SECONDS", 5, minimum=1)
+ALERT_EVALUATION_SECONDS = env_int("ALERT_EVALUATION_SECONDS", 15, minimum=1)
 CELERY_BEAT_SCHEDULE = {
+    "evaluate-alerts": {
+        "task": "analytics.tasks.evaluate_alerts",
+        "schedule": ALERT_EVALUATION_SECONDS,
+    },
     "dispatch-ssh-checks": {
         "task": "devices.tasks.dispatch_ssh_checks",
         "schedule": SSH_DISPATCH_SECONDS,
