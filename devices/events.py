@@ -1,6 +1,6 @@
 """The event log and the audit trail: the one place their rows are written and pruned.
 
-Events say what happened in the fleet (presence, command transitions); audit
+Events say what happened in the fleet (presence, command and alert transitions); audit
 entries say who did what (a user, a device, or the system). Each has one
 writer (`events_record`, `audit_entries_record`) that takes a batch, so a
 set-based transition writes its rows in one INSERT; `event_record` and
@@ -35,12 +35,14 @@ def event_build(
     device: Device | int | None,
     message: str = "",
     command: Model | int | None = None,
+    alert: Model | int | None = None,
     data: dict | None = None,
 ) -> Event:
-    """An unsaved event; `device` and `command` may be instances or primary keys."""
+    """An unsaved event; `device`, `command` and `alert` may be instances or primary keys."""
     return Event(
         device_id=_pk(device),
         command_id=_pk(command),
+        alert_id=_pk(alert),
         kind=kind,
         message=message,
         data=data or {},
@@ -58,11 +60,13 @@ def event_record(
     device: Device | int | None,
     message: str = "",
     command: Model | int | None = None,
+    alert: Model | int | None = None,
     **data: Any,
 ) -> Event:
-    return events_record(
-        [event_build(kind=kind, device=device, message=message, command=command, data=data)]
-    )[0]
+    event = event_build(
+        kind=kind, device=device, message=message, command=command, alert=alert, data=data
+    )
+    return events_record([event])[0]
 
 
 def _pk(thing: Model | int | None) -> int | None:
