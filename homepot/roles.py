@@ -22,6 +22,11 @@ _VIEW = [
     "view_sshtarget",
     "view_sshtargetcheck",
     "view_sshcheck",
+    "view_alertrule",
+    "view_alert",
+    "view_silence",
+    "view_notificationchannel",
+    "view_notificationdelivery",
 ]
 ROLE_PERMISSIONS: dict[str, list[str]] = {
     VIEWER: _VIEW,
@@ -48,6 +53,16 @@ ROLE_PERMISSIONS: dict[str, list[str]] = {
         "delete_sshtargetcheck",
         "add_sshcheck",
         "change_sshcheck",
+        # Alerting: change_alert acknowledges and resolves alerts.
+        "add_alertrule",
+        "change_alertrule",
+        "delete_alertrule",
+        "change_alert",
+        "add_silence",
+        "delete_silence",
+        "add_notificationchannel",
+        "change_notificationchannel",
+        "delete_notificationchannel",
     ],
 }
 # Admins may do everything in HOMEPOT's apps and manage users.
