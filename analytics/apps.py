@@ -1,4 +1,5 @@
 from django.apps import AppConfig
+from django.db.models.signals import post_migrate
 
 
 class AnalyticsConfig(AppConfig):
@@ -9,3 +10,8 @@ class AnalyticsConfig(AppConfig):
         from devices.ssh.telemetry import telemetry_sink_register
 
         telemetry_sink_register(check_metrics_store)
+        from analytics.alerting.services import alert_rules_builtin_sync
+
+        post_migrate.connect(
+            alert_rules_builtin_sync, sender=self, dispatch_uid="homepot-alert-rules-builtin-sync"
+        )

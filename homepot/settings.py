@@ -340,6 +340,11 @@ CELERY_BEAT_SCHEDULE = {
         "task": "commands.tasks.prune_commands",
         "schedule": RETENTION_PRUNE_SECONDS,
     },
+    # resolved alerts (ALERT_RETENTION_DAYS) and deliveries (NOTIFICATION_RETENTION_DAYS)
+    "prune-alerts": {
+        "task": "analytics.tasks.prune_alerts",
+        "schedule": RETENTION_PRUNE_SECONDS,
+    },
 }
 
 # --- REST API ------------------------------------------------------------------------
@@ -383,6 +388,9 @@ SPECTACULAR_SETTINGS = {
         "DeviceStatusEnum": "devices.models.Device.Status",
         "CommandStatusEnum": "commands.models.Status",
         "ReportedCommandStatusEnum": "commands.services.REPORTED_STATUS_NAMES",
+        "SeverityEnum": "analytics.models.Severity",
+        "NotificationChannelKindEnum": "analytics.models.NotificationChannel.Kind",
+        "NotificationDeliveryStatusEnum": "analytics.models.NotificationDelivery.Status",
     },
 }
 
