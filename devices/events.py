@@ -15,6 +15,7 @@ from django.conf import settings
 from django.contrib.auth.models import AbstractBaseUser
 from django.db.models import Model, QuerySet
 
+from devices.event_kinds import EVENT_KINDS
 from devices.identity import DeviceIdentity
 from devices.models import AuditEntry, Device, Event
 
@@ -50,7 +51,11 @@ def event_build(
 
 
 def events_record(events: Sequence[Event]) -> list[Event]:
-    """Write events (one INSERT for the batch)."""
+    """Write events (one INSERT for the batch). Every kind must be registered in
+    devices/event_kinds.py: the feed documents them and integrations filter on them."""
+    unregistered = {event.kind for event in events} - EVENT_KINDS.keys()
+    if unregistered:
+        raise ValueError(f"Unregistered event kinds (add to event_kinds.py): {unregistered}")
     return Event.objects.bulk_create(events) if events else []
 
 

@@ -150,6 +150,18 @@ class EnrollmentToken(models.Model):
         return f"enrollment token{label} for {self.site.public_id}"
 
 
+class TransactionId(models.Func):
+    """The id of the transaction writing the row: PostgreSQL's 64-bit one (it never
+    wraps). SQLite has none and needs none: one writer at a time commits its ids
+    in order. What the event feed orders by (devices/feed.py says why)."""
+
+    template = "0"
+    output_field = models.BigIntegerField()
+
+    def as_postgresql(self, compiler: object, connection: object, **extra: object) -> tuple:
+        return "(pg_current_xact_id()::text::bigint)", []
+
+
 class Event(models.Model):
     """Something that happened in the fleet: presence changes, command and alert transitions."""
 
@@ -178,10 +190,16 @@ class Event(models.Model):
     message = models.CharField(max_length=500, blank=True)
     data = models.JSONField(default=dict, blank=True)
     created_at = models.DateTimeField(auto_now_add=True, db_index=True)
+    # The writing transaction (set by the database): the feed serves events in
+    # (txid, id) order, and only those of transactions that have ended.
+    txid = models.BigIntegerField(db_default=TransactionId(), editable=False)
 
     class Meta:
         ordering = ["-created_at", "-id"]
-        indexes = [models.Index(fields=["device", "-created_at"])]
+        indexes = [
+            models.Index(fields=["device", "-created_at"]),
+            models.Index(fields=["txid", "id"], name="event_feed_order"),
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} {self.device.public_id}" if self.device_id else self.kind

@@ -1,7 +1,7 @@
 from django.urls import path
 
 import homepot.converters  # noqa: F401 (registers <id:...>)
-from devices import views
+from devices import feed_views, views
 from devices.ssh import views as ssh_views
 
 # Mounted under /api/v1/. No trailing slashes, as in the agents' contract.
@@ -49,4 +49,5 @@ urlpatterns = [
         name="ssh-target-accept-host-key",
     ),
     path("ssh-checks", ssh_views.SshCheckListCreateApi.as_view(), name="ssh-check-list"),
+    path("events", feed_views.EventFeedApi.as_view(), name="event-feed"),
 ]
