@@ -1,12 +1,14 @@
 import logging
 from dataclasses import asdict
 
-from celery import shared_task
+from celery import Task, shared_task
 from django.utils import timezone
 
 from analytics import services
 from analytics.alerting.evaluate import alerts_evaluate
 from analytics.alerting.services import alerts_prune, notification_deliveries_prune
+from analytics.models import NotificationDelivery
+from analytics.notifications.delivery import DeliveryRetry, notification_deliver
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +23,26 @@ def prune_telemetry() -> dict[str, int]:
     report = asdict(services.telemetry_prune())
     logger.info("telemetry prune: %s", report)
     return report
+
+
+# Retries are bounded by the delivery's attempts (NOTIFY_MAX_ATTEMPTS), not by
+# Celery's count: `attempts` is how many the retried task expects made, so a
+# redelivered copy of a task whose attempt was made does nothing.
+@shared_task(bind=True, max_retries=None)
+def deliver_notification(self: Task, delivery_pk: int, attempts: int = 0) -> str | None:
+    try:
+        delivery = notification_deliver(
+            delivery_pk=delivery_pk, attempts=attempts, now=timezone.now()
+        )
+    except DeliveryRetry as retry:
+        if self.request.is_eager:
+            # apply() and CELERY_TASK_ALWAYS_EAGER would retry at once, ignoring the
+            # countdown: the delivery stays pending with its next_attempt_at.
+            logger.warning("notification %s: not retried in eager mode", delivery_pk)
+            return NotificationDelivery.Status.PENDING
+        kwargs = {"attempts": retry.attempts}
+        raise self.retry(countdown=retry.countdown, kwargs=kwargs) from None
+    return delivery.status if delivery else None
 
 
 # Rounds that overlap (two workers, a slow round) skip each other's rules.
