@@ -2,10 +2,14 @@
 conditions, for_seconds, hysteresis, cooldown, reminders, scope, silences,
 `absent`, the built-in sources, and what a round costs in queries."""
 
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
+from typing import TypeVar
 
 import pytest
-from django.db import connection
+from django.db import IntegrityError, connection, connections, transaction
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
@@ -23,6 +27,7 @@ from devices.models import Device, Event, Site, SshTarget
 from devices.services import device_decommission, devices_mark_offline
 
 FIRED, REMINDER, RESOLVED = "alert.fired", "alert.reminder", "alert.resolved"
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -585,4 +590,92 @@ def queries_of_rounds(site: Site, t0: datetime, count: int, channel: Notificatio
 def test_a_round_costs_the_same_queries_for_10_or_200_devices(site, other_site, t0, channel):
     assert queries_of_rounds(site, t0, 10, channel) == queries_of_rounds(
         other_site, t0, 200, channel
+    )
+
+
+# --- Two evaluators at once (PostgreSQL) --------------------------------------------
+
+on_postgresql = pytest.mark.skipif(
+    connection.vendor != "postgresql",
+    reason="needs concurrent writers: PostgreSQL (CI sets DATABASE_URL)",
+)
+
+
+def in_thread(work: Callable[[], T]) -> Callable[[], T]:
+    """`work` with this thread's own connection closed afterwards."""
+
+    def run() -> T:
+        try:
+            return work()
+        finally:
+            connections.close_all()
+
+    return run
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_two_evaluators_at_once_open_one_alert_and_notify_once(site, channel):
+    t0 = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    rules = [rule_make(channel, name=f"hot {n}", threshold=80 + n) for n in range(4)]
+    devices = fleet_of(site, 40, "c")
+    for device in devices:
+        send(device, 90, t0)
+    start = threading.Barrier(2)
+
+    def evaluate_together() -> EvaluationReport:
+        start.wait()
+        return alerts_evaluate(now=t0)
+
+    with ThreadPoolExecutor(2) as pool:
+        futures = [pool.submit(in_thread(evaluate_together)) for _ in range(2)]
+        reports = [future.result() for future in futures]
+
+    expected = len(rules) * len(devices)
+    assert sum(r.fired for r in reports) == expected
+    assert Alert.objects.filter(rule__in=rules).count() == expected
+    fired = NotificationDelivery.objects.filter(alert__rule__in=rules, event_type=FIRED)
+    assert fired.count() == expected
+    assert Event.objects.filter(kind="alert.fired").count() == expected
+
+
+@on_postgresql
+@pytest.mark.django_db(transaction=True)
+def test_an_evaluator_skips_a_rule_another_one_holds(site, channel):
+    t0 = timezone.now().replace(microsecond=0) + timedelta(hours=1)
+    rule = rule_make(channel)
+    send(device_make(site, "pi-1"), 90, t0)
+    locked, release = threading.Event(), threading.Event()
+
+    def hold_the_rule() -> None:
+        with transaction.atomic():
+            AlertRule.objects.select_for_update().get(pk=rule.pk)
+            locked.set()
+            release.wait(timeout=30)
+
+    with ThreadPoolExecutor(1) as pool:
+        holder = pool.submit(in_thread(hold_the_rule))
+        assert locked.wait(timeout=30)
+        try:
+            busy = alerts_evaluate(now=t0)
+        finally:
+            release.set()
+        holder.result()
+
+    assert (busy.skipped, busy.fired) == (1, 0)
+    assert alerts_evaluate(now=t0).fired == 1
+    assert deliveries(rule) == [(FIRED, 0)]
+
+
+def test_one_open_alert_per_rule_and_device_is_a_database_constraint(site, t0):
+    rule = rule_make()
+    device = device_make(site, "pi-1")
+    Alert.objects.create(rule=rule, device=device, severity="warning", fired_at=t0)
+
+    with pytest.raises(IntegrityError), transaction.atomic():
+        Alert.objects.create(
+            rule=rule, device=device, state="acknowledged", severity="warning", fired_at=t0
+        )
+    Alert.objects.create(
+        rule=rule, device=device, state="resolved", severity="warning", fired_at=t0
     )
