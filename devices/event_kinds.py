@@ -43,7 +43,7 @@ EVENT_KINDS: dict[str, str] = {
     "alert.reminder": "an alert is still firing, unacknowledged: a reminder was sent",
     "alert.acknowledged": "an operator acknowledged an alert",
     "alert.resolved": "an alert resolved (by itself or by an operator)",
-    "alert.silenced": "an alert fired during a silence: no one was notified",
+    "alert.silenced": "a transition of an alert notified no one: silences cover it",
 }
 
 EVENT_FAMILIES: tuple[str, ...] = tuple(sorted({kind.split(".")[0] for kind in EVENT_KINDS}))
