@@ -479,7 +479,7 @@ def test_an_alert_opening_under_a_silence_is_notified_when_the_silence_ends(
 ):
     rule = rule_make(channel)
     device = device_make(site, "pi-1")
-    Silence.objects.create(
+    silence = Silence.objects.create(
         device=device, starts_at=t0 - timedelta(minutes=1), ends_at=t0 + timedelta(hours=1),
         reason="rewiring", created_by=operator,
     )  # fmt: skip
@@ -489,9 +489,11 @@ def test_an_alert_opening_under_a_silence_is_notified_when_the_silence_ends(
     alert = open_alert(rule, device)
     assert (alert.state, alert.last_notified_at) == ("firing", None)
     assert deliveries(rule) == []
-    event = Event.objects.get(kind="alert.fired")
-    assert event.data["notified"] is False and event.data["silenced_by"]
-    assert "silenced" in event.message
+    assert Event.objects.get(kind="alert.fired").data["notified"] is False
+    silenced = Event.objects.get(kind="alert.silenced")
+    assert (silenced.alert, silenced.device) == (alert, device)
+    assert silenced.data == {"transition": "alert.fired", "silenced_by": [silence.pk]}
+    assert silenced.message == "alert.fired of too hot on pi-1 not notified: silenced"
 
     assert evaluate(t0 + timedelta(minutes=59)).notified_late == 0
     assert evaluate(t0 + timedelta(hours=1)).notified_late == 1
@@ -547,6 +549,7 @@ def test_a_resolve_under_a_silence_is_not_notified(site, t0, channel):
     assert evaluate(t0 + timedelta(seconds=15)).resolved == 1
     assert deliveries(rule) == [(FIRED, 0)]
     assert Event.objects.get(kind="alert.resolved").data["notified"] is False
+    assert Event.objects.get(kind="alert.silenced").data["transition"] == "alert.resolved"
 
 
 # --- Cost ---------------------------------------------------------------------------

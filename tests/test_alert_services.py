@@ -131,6 +131,7 @@ def test_a_resolve_by_hand_under_a_silence_notifies_no_one(firing, operator, t0)
 
     assert deliveries(firing.rule) == [(FIRED, 0)]
     assert Event.objects.get(kind="alert.resolved").data["notified"] is False
+    assert Event.objects.get(kind="alert.silenced").data["transition"] == "alert.resolved"
 
 
 def test_resolved_by_hand_while_the_condition_holds_it_fires_again_only_after_cooldown(

@@ -43,7 +43,12 @@ from datetime import datetime, timedelta
 from django.db import DatabaseError, transaction
 from django.db.models import Exists, F, OuterRef, Q, Subquery
 
-from analytics.alerting.services import alert_notify, silences_active, silences_covering
+from analytics.alerting.services import (
+    alert_notify,
+    silenced_event_build,
+    silences_active,
+    silences_covering,
+)
 from analytics.models import (
     Alert,
     AlertPending,
@@ -295,13 +300,20 @@ def _silenced_by(rr: RuleRound, alert: Alert) -> list[int]:
 def _transition_event(
     rr: RuleRound, alert: Alert, kind: str, message: str, silenced_by: list[int], **data: object
 ) -> None:
-    if silenced_by:
-        message += " (silenced: not notified)"
-        data["silenced_by"] = silenced_by
+    """The transition's event, and an `alert.silenced` one if silences kept it quiet."""
     data["notified"] = not silenced_by
     rr.events.append(
         event_build(kind=kind, device=alert.device_id, alert=alert, message=message, data=data)
     )
+    if silenced_by:
+        rr.events.append(
+            silenced_event_build(
+                alert,
+                transition=kind,
+                device_public_id=alert.device_public_id,
+                silenced_by=silenced_by,
+            )
+        )
 
 
 def _fire(rr: RuleRound, observations: list[Observation]) -> int:
@@ -318,7 +330,7 @@ def _fire(rr: RuleRound, observations: list[Observation]) -> int:
             message=_message(rule, o)[:500],
             fired_at=now,
         )
-        alert.device_site = o.site_pk
+        alert.device_site, alert.device_public_id = o.site_pk, o.public_id
         alert.silenced_by = _silenced_by(rr, alert)
         alert.last_notified_at = None if alert.silenced_by else now
         alerts.append(alert)

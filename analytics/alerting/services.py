@@ -21,8 +21,16 @@ from django.db.models import Q, QuerySet
 from django.utils import timezone
 
 from analytics.models import Alert, AlertRule, NotificationDelivery, Severity, Silence
-from devices.events import Actor, actor_user, audit_record, event_record, rows_prune
-from devices.models import Device, Site
+from devices.events import (
+    Actor,
+    actor_user,
+    audit_record,
+    event_build,
+    event_record,
+    events_record,
+    rows_prune,
+)
+from devices.models import Device, Event, Site
 from homepot.errors import ConflictError, ServiceError
 
 SILENCE_MAX = timedelta(days=365)
@@ -34,6 +42,7 @@ SILENCE_FROM_ALERT_MAX_HOURS = 24 * 365
 
 def alert_notify(alert: Alert, *, event_type: str, sequence: int = 0, now: datetime) -> None:
     """Queue the notifications of one transition (inside its transaction)."""
+    # Imported here: notifications queue through analytics.tasks, which imports this.
     from analytics.notifications import notifications_enqueue
 
     notifications_enqueue(alert=alert, event_type=event_type, sequence=sequence, now=now)
@@ -66,14 +75,32 @@ def silences_covering(
     ]
 
 
-def alert_is_silenced(alert: Alert, now: datetime) -> bool:
+def alert_silences(alert: Alert, now: datetime) -> list[int]:
+    """The primary keys of the silences covering `alert` at `now`."""
     site_pk = Device.objects.filter(pk=alert.device_id).values("site_id")
-    return (
+    covering = (
         silences_active(now)
         .filter(Q(site__isnull=True) | Q(site_id__in=site_pk))
         .filter(Q(device__isnull=True) | Q(device_id=alert.device_id))
         .filter(Q(rule__isnull=True) | Q(rule_id=alert.rule_id))
-        .exists()
+    )
+    return list(covering.order_by("pk").values_list("pk", flat=True))
+
+
+def alert_is_silenced(alert: Alert, now: datetime) -> bool:
+    return bool(alert_silences(alert, now))
+
+
+def silenced_event_build(
+    alert: Alert, *, transition: str, device_public_id: str, silenced_by: list[int]
+) -> Event:
+    """The event saying a transition notified no one because silences cover it."""
+    return event_build(
+        kind="alert.silenced",
+        device=alert.device_id,
+        alert=alert,
+        message=f"{transition} of {alert.rule.name} on {device_public_id} not notified: silenced",
+        data={"transition": transition, "silenced_by": silenced_by},
     )
 
 
@@ -242,21 +269,27 @@ def alert_resolve(*, alert: Alert, actor: Actor, now: datetime | None = None) ->
         locked.resolved_at = now
         locked.resolved_by = actor_user(actor)
         locked.save(update_fields=["state", "resolved_at", "resolved_by"])
-        silenced = alert_is_silenced(locked, now)
+        silenced_by = alert_silences(locked, now)
         who = _actor_label(actor)
-        event_record(
+        resolved = event_build(
             kind="alert.resolved",
             device=locked.device_id,
             alert=locked,
-            message=f"{locked.rule.name} on {locked.device.public_id} resolved by {who}"
-            + (" (silenced: not notified)" if silenced else ""),
-            by=who,
-            reason="by hand",
-            notified=not silenced,
+            message=f"{locked.rule.name} on {locked.device.public_id} resolved by {who}",
+            data={"by": who, "reason": "by hand", "notified": not silenced_by},
         )
-        audit_record(actor=actor, action="alert.resolve", target=locked)
-        if not silenced:
+        if silenced_by:
+            silenced = silenced_event_build(
+                locked,
+                transition=resolved.kind,
+                device_public_id=locked.device.public_id,
+                silenced_by=silenced_by,
+            )
+            events_record([resolved, silenced])
+        else:
+            events_record([resolved])
             alert_notify(locked, event_type=NotificationDelivery.EventType.RESOLVED, now=now)
+        audit_record(actor=actor, action="alert.resolve", target=locked)
     return locked
 
 
