@@ -11,7 +11,7 @@ from devices.models import Device, Site
 from devices.presence import presence_cache_clear
 from homepot.local_memory import local_memory
 from homepot.roles import ADMIN, OPERATOR, VIEWER
-from tests.receivers import http_receiver, smtp_receiver  # noqa: F401 (fixtures)
+from tests.receivers import http_receiver, https_receiver, smtp_receiver  # noqa: F401 (fixtures)
 from tests.sshd import ssh_identity, ssh_session, sshd  # noqa: F401 (fixtures: the real sshd)
 
 

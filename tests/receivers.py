@@ -1,21 +1,30 @@
 """Real receivers for the notification tests: an HTTP server that answers a
 scripted sequence, and an SMTP server (aiosmtpd), each on a free port of
 127.0.0.1 in a thread of the test process (a Celery worker process reaches them
-too). The pytest fixtures: `http_receiver`, `smtp_receiver`; and `alert_make`,
-a firing alert to notify about.
+too). The pytest fixtures: `http_receiver`, `https_receiver` (with a test
+certificate authority), `smtp_receiver`; and `alert_make`, a firing alert to
+notify about.
 """
 
 import email
 import email.policy
+import ipaddress
+import ssl
 import threading
 from collections import deque
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from email.message import EmailMessage
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 from aiosmtpd.controller import Controller
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
 from analytics.models import Alert, AlertRule, NotificationChannel, Severity
@@ -44,23 +53,28 @@ class Received:
 
 class HttpReceiver:
     """Records every request; answers them with the scripted answers in order,
-    then with 200."""
+    then with 200. HTTPS with `tls` (a server certificate and its key)."""
 
-    def __init__(self) -> None:
+    def __init__(self, tls: "TlsFiles | None" = None) -> None:
         self.requests: list[Received] = []
         self.answers: deque[Answer] = deque()
         self.stopping = threading.Event()
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.server.daemon_threads = True
         self.server.receiver = self  # type: ignore[attr-defined]
+        self.scheme = "https" if tls else "http"
+        if tls:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+            self.server.socket = context.wrap_socket(self.server.socket, server_side=True)
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
     def port(self) -> int:
         return self.server.server_address[1]
 
-    def url(self, path: str = "/hook") -> str:
-        return f"http://127.0.0.1:{self.port}{path}"
+    def url(self, path: str = "/hook", host: str = "127.0.0.1") -> str:
+        return f"{self.scheme}://{host}:{self.port}{path}"
 
     def script(self, *answers: Answer | int) -> None:
         self.answers.extend(a if isinstance(a, Answer) else Answer(a) for a in answers)
@@ -144,6 +158,89 @@ class _SmtpHandler:
         message["X-Envelope-To"] = ", ".join(envelope.rcpt_tos)  # type: ignore[attr-defined]
         self.receiver.messages.append(message)
         return "250 Message accepted for delivery"
+
+
+@dataclass(frozen=True)
+class TlsFiles:
+    ca_file: Path  # the authority that signed the certificate (trust it to verify)
+    cert_file: Path  # for "localhost" and 127.0.0.1
+    key_file: Path
+
+
+def tls_files_make(folder: Path) -> TlsFiles:
+    """A certificate authority and a server certificate it signed, as PEM files."""
+    ca_key, server_key = (
+        ec.generate_private_key(ec.SECP256R1()),
+        ec.generate_private_key(ec.SECP256R1()),
+    )
+    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "HOMEPOT test CA")])
+    ca = (
+        _certificate(ca_name, ca_name, ca_key.public_key(), ca_key)
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(_ca_usage(), critical=True)
+        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)
+        .sign(ca_key, hashes.SHA256())
+    )
+    names = [x509.DNSName("localhost"), x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]
+    server_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "localhost")])
+    server = (
+        _certificate(server_name, ca_name, server_key.public_key(), ca_key)
+        .add_extension(x509.SubjectAlternativeName(names), critical=False)
+        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
+        .add_extension(
+            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False
+        )
+        .sign(ca_key, hashes.SHA256())
+    )
+    files = TlsFiles(folder / "ca.pem", folder / "server.pem", folder / "server.key")
+    files.ca_file.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
+    files.cert_file.write_bytes(server.public_bytes(serialization.Encoding.PEM))
+    files.key_file.write_bytes(
+        server_key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    return files
+
+
+def _certificate(
+    subject: x509.Name, issuer: x509.Name, public_key: object, signer: object
+) -> x509.CertificateBuilder:
+    now = datetime.now(UTC)
+    return (
+        x509.CertificateBuilder()
+        .subject_name(subject)
+        .issuer_name(issuer)
+        .public_key(public_key)  # type: ignore[arg-type]
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - timedelta(minutes=5))
+        .not_valid_after(now + timedelta(days=1))
+    )
+
+
+def _ca_usage() -> x509.KeyUsage:
+    return x509.KeyUsage(
+        digital_signature=True,
+        content_commitment=False,
+        key_encipherment=False,
+        data_encipherment=False,
+        key_agreement=False,
+        key_cert_sign=True,
+        crl_sign=True,
+        encipher_only=False,
+        decipher_only=False,
+    )
+
+
+@pytest.fixture
+def https_receiver(tmp_path: Path) -> Iterator[tuple[HttpReceiver, TlsFiles]]:
+    tls = tls_files_make(tmp_path)
+    receiver = HttpReceiver(tls)
+    receiver.start()
+    yield receiver, tls
+    receiver.stop()
 
 
 @pytest.fixture

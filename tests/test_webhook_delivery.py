@@ -395,3 +395,35 @@ def wait_for_finished(delivery: NotificationDelivery, log: Path) -> Notification
             return delivery
         assert time.monotonic() < deadline, log.read_text()[-3000:]
         time.sleep(0.2)
+
+
+# --- HTTPS ------------------------------------------------------------------------------------
+
+
+@pytest.mark.django_db
+def test_https_checks_the_certificate_against_the_urls_host_name(
+    site, https_receiver, monkeypatch
+) -> None:
+    receiver, tls = https_receiver
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))  # trust the test authority
+    # "localhost" resolves to ::1 (nothing listens there) and 127.0.0.1 (the receiver).
+    channel, secret = webhook_channel(receiver.url(host="localhost"))
+    delivery = queued(site, channel)
+
+    assert attempt(delivery) is None
+
+    assert delivery.status == Status.DELIVERED
+    [request] = receiver.requests
+    assert request.headers["host"] == f"localhost:{receiver.port}"
+    assert verified(secret, request)["type"] == "alert.fired"
+
+
+@pytest.mark.django_db
+def test_an_untrusted_certificate_is_not_sent_to(site, https_receiver) -> None:
+    receiver, _ = https_receiver
+    delivery = queued(site, webhook_channel(receiver.url(host="localhost"))[0])
+
+    assert attempt(delivery) is not None
+
+    assert receiver.requests == []
+    assert "CERTIFICATE_VERIFY_FAILED" in delivery.last_error

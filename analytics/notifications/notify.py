@@ -3,13 +3,15 @@
 import secrets
 from datetime import datetime
 
+from celery import current_app
 from django.db import transaction
 from django.db.models import QuerySet
 from django.utils import timezone
 
-from analytics import tasks
 from analytics.models import SEVERITY_RANK, Alert, NotificationChannel, NotificationDelivery
 from analytics.notifications.payload import alert_payload
+
+DELIVER_TASK = "analytics.tasks.deliver_notification"
 
 
 def notifications_enqueue(
@@ -62,4 +64,5 @@ def message_id_new() -> str:
 def delivery_queue(delivery: NotificationDelivery) -> None:
     """Send the delivery once the transaction that created it commits."""
     pk = delivery.pk
-    transaction.on_commit(lambda: tasks.deliver_notification.delay(pk))
+    # By name: analytics.tasks imports this package (the task runs the delivery).
+    transaction.on_commit(lambda: current_app.send_task(DELIVER_TASK, args=[pk]))
