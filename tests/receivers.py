@@ -3,7 +3,7 @@ scripted sequence, and an SMTP server (aiosmtpd), each on a free port of
 127.0.0.1 in a thread of the test process (a Celery worker process reaches them
 too). The pytest fixtures: `http_receiver`, `https_receiver` (with a test
 certificate authority), `smtp_receiver`; and `alert_make`, a firing alert to
-notify about.
+notify about; `attempt`, one delivery attempt as a worker makes it.
 """
 
 import email
@@ -27,7 +27,8 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from django.utils import timezone
 
-from analytics.models import Alert, AlertRule, NotificationChannel, Severity
+from analytics.models import Alert, AlertRule, NotificationChannel, NotificationDelivery, Severity
+from analytics.notifications.delivery import DeliveryRetry, notification_deliver
 from devices.models import Device, Site
 from tests.sshd import free_port
 
@@ -294,3 +295,17 @@ def alert_make(
         fired_at=timezone.now(),
         message=f"temp {value} > 80",
     )
+
+
+def attempt(delivery: NotificationDelivery, now: datetime | None = None) -> DeliveryRetry | None:
+    """One run of the delivery task's work at `now`, as a worker makes it; the
+    retry it asks for, if any. `delivery` is refreshed."""
+    try:
+        notification_deliver(
+            delivery_pk=delivery.pk, attempts=delivery.attempts, now=now or timezone.now()
+        )
+        return None
+    except DeliveryRetry as retry:
+        return retry
+    finally:
+        delivery.refresh_from_db()

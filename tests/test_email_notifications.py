@@ -10,8 +10,8 @@ from django.utils import timezone
 from analytics.models import NotificationChannel, NotificationDelivery
 from analytics.notifications import notifications_enqueue
 from analytics.notifications.channels import notification_channel_create
-from analytics.notifications.delivery import DeliveryRetry, notification_deliver
-from tests.receivers import SmtpReceiver, alert_make
+from analytics.notifications.delivery import notification_deliver
+from tests.receivers import SmtpReceiver, alert_make, attempt
 from tests.sshd import free_port
 
 Status = NotificationDelivery.Status
@@ -36,26 +36,13 @@ def mail_channel() -> NotificationChannel:
     return channel
 
 
-def sent(delivery: NotificationDelivery) -> DeliveryRetry | None:
-    """One attempt now, as the worker makes it; the retry it asks for, if any."""
-    try:
-        notification_deliver(
-            delivery_pk=delivery.pk, attempts=delivery.attempts, now=timezone.now()
-        )
-        return None
-    except DeliveryRetry as retry:
-        return retry
-    finally:
-        delivery.refresh_from_db()
-
-
 def test_the_message_names_device_metric_value_and_severity(
     site, mail_channel, smtp_receiver: SmtpReceiver
 ) -> None:
     alert = alert_make(site, [mail_channel], value=85.2)
     [delivery] = notifications_enqueue(alert=alert, event_type="alert.fired")
 
-    assert sent(delivery) is None
+    assert attempt(delivery) is None
 
     [message] = smtp_receiver.messages
     assert message["Subject"] == "[HOMEPOT] CRITICAL pi-lab-01: temp 85.2 > 80 (fired)"
@@ -75,8 +62,8 @@ def test_reminders_and_resolutions_say_so(site, mail_channel, smtp_receiver) -> 
     alert.state, alert.resolved_at, alert.last_value = "resolved", timezone.now(), 70.5
     [resolved] = notifications_enqueue(alert=alert, event_type="alert.resolved")
 
-    sent(reminder)
-    sent(resolved)
+    attempt(reminder)
+    attempt(resolved)
 
     subjects = [message["Subject"] for message in smtp_receiver.messages]
     assert subjects == [
@@ -95,7 +82,7 @@ def test_an_smtp_server_that_is_down_is_retried(
     )
     start = timezone.now()
 
-    retry = sent(delivery)
+    retry = attempt(delivery)
 
     assert retry is not None and retry.attempts == 1
     assert delivery.status == Status.PENDING
@@ -118,7 +105,7 @@ def test_recipients_refused_for_good_fail_at_once(site, mail_channel, smtp_recei
         alert=alert_make(site, [mail_channel]), event_type="alert.fired"
     )
 
-    assert sent(delivery) is None
+    assert attempt(delivery) is None
 
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == (
         Status.FAILED,
@@ -138,7 +125,7 @@ def test_recipients_refused_for_now_are_retried(site, mail_channel, smtp_receive
         alert=alert_make(site, [mail_channel]), event_type="alert.fired"
     )
 
-    assert sent(delivery) is not None
+    assert attempt(delivery) is not None
 
     assert (delivery.status, delivery.last_status_code) == (Status.PENDING, 450)
 
@@ -149,7 +136,7 @@ def test_one_refused_recipient_does_not_stop_the_others(site, mail_channel, smtp
         alert=alert_make(site, [mail_channel]), event_type="alert.fired"
     )
 
-    assert sent(delivery) is None
+    assert attempt(delivery) is None
 
     assert delivery.status == Status.DELIVERED
     [message] = smtp_receiver.messages

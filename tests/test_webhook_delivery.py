@@ -10,7 +10,7 @@ which runs the retries through a real worker with a tiny back-off.
 import os
 import time
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
@@ -22,11 +22,11 @@ from standardwebhooks.webhooks import WebhookVerificationError
 from analytics.models import NotificationChannel, NotificationDelivery
 from analytics.notifications import notifications_enqueue
 from analytics.notifications.channels import notification_channel_create, webhook_secret_new
-from analytics.notifications.delivery import DeliveryRetry, delivery_claim, notification_deliver
+from analytics.notifications.delivery import delivery_claim, notification_deliver
 from analytics.tasks import deliver_notification
 from homepot import celery_app
 from homepot.errors import ServiceError
-from tests.receivers import Answer, HttpReceiver, Received, alert_make
+from tests.receivers import Answer, HttpReceiver, Received, alert_make, attempt
 from tests.sshd import free_port
 
 Status = NotificationDelivery.Status
@@ -52,20 +52,6 @@ def webhook(http_receiver: HttpReceiver) -> tuple[NotificationChannel, str]:
 def queued(site, channel: NotificationChannel) -> NotificationDelivery:  # noqa: ANN001
     [delivery] = notifications_enqueue(alert=alert_make(site, [channel]), event_type="alert.fired")
     return delivery
-
-
-def attempt(delivery: NotificationDelivery, now: datetime | None = None) -> DeliveryRetry | None:
-    """One run of the task's work at `now`, as a worker would make it; the retry
-    it asks for, if any. `delivery` is refreshed."""
-    try:
-        notification_deliver(
-            delivery_pk=delivery.pk, attempts=delivery.attempts, now=now or timezone.now()
-        )
-        return None
-    except DeliveryRetry as retry:
-        return retry
-    finally:
-        delivery.refresh_from_db()
 
 
 def verified(secret: str, request: Received) -> dict:
