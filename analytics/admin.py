@@ -1,5 +1,6 @@
-"""The analytics part of the admin: the telemetry, lab monitor and powered boards panels
-on the device page."""
+"""The analytics part of the admin: the telemetry, lab monitor, powered boards and open
+alerts panels on the device page; alerting's own pages (analytics.alerting.admin
+registers them)."""
 
 from django.http import HttpRequest
 
@@ -8,8 +9,17 @@ from analytics.admin_panel import (
     device_powered_boards_context,
     device_telemetry_context,
 )
+from analytics.alerting.admin import device_alerts_context
 from devices.admin_panels import device_panel_register
 from devices.models import Device
+
+# First: what needs someone now.
+device_panel_register(
+    name="open_alerts",
+    template="admin/analytics/alerting/device_alerts_panel.html",
+    context=device_alerts_context,
+    permission="analytics.view_alert",
+)
 
 
 def _telemetry_panel(request: HttpRequest, device: Device) -> dict:

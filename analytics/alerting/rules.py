@@ -28,7 +28,7 @@ DURATION_MAX_SECONDS = 30 * 86_400
 DURATION_FIELDS = ("for_seconds", "cooldown_seconds", "repeat_seconds")
 MAX_CHANNELS_PER_RULE = 50
 # The side of the threshold a resolve_threshold must be on: gt 80 fires above 80,
-# so it resolves at or below a value no higher than 80.
+# so it resolves below a value no higher than 80 (75: below 75).
 RESOLVE_AT_OR_BELOW = frozenset({Condition.GT, Condition.GE})
 RESOLVE_AT_OR_ABOVE = frozenset({Condition.LT, Condition.LE})
 # Everything an operator sets on a rule, in the order the admin's form shows it.
@@ -115,11 +115,11 @@ def _resolve_threshold_errors(
         errors["resolve_threshold"] = [message]
     elif condition in RESOLVE_AT_OR_BELOW and resolve > threshold:
         errors["resolve_threshold"] = [
-            f"`{condition} {threshold:g}` resolves at or below a value ≤ {threshold:g}."
+            f"`{condition} {threshold:g}` resolves below this value: at most {threshold:g}."
         ]
     elif condition in RESOLVE_AT_OR_ABOVE and resolve < threshold:
         errors["resolve_threshold"] = [
-            f"`{condition} {threshold:g}` resolves at or above a value ≥ {threshold:g}."
+            f"`{condition} {threshold:g}` resolves above this value: at least {threshold:g}."
         ]
     elif condition not in RESOLVE_AT_OR_BELOW | RESOLVE_AT_OR_ABOVE:
         errors["resolve_threshold"] = ["Hysteresis needs a direction: gt, ge, lt or le."]
