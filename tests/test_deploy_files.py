@@ -277,12 +277,18 @@ def test_compose_has_no_literal_secret_values() -> None:
         assert REQUIRED_VARIABLE.fullmatch(password.group(1)).group("name") == "POSTGRES_PASSWORD"
     postgres_password = all_services["postgres"]["environment"]["POSTGRES_PASSWORD"]
     assert REQUIRED_VARIABLE.fullmatch(postgres_password).group("name") == "POSTGRES_PASSWORD"
-    # Any other secret-looking variable anywhere must come from the environment too.
+    # Any other secret-looking variable anywhere must come from the environment too:
+    # the host's variable of the same name (optional ones, like EMAIL_HOST_PASSWORD,
+    # may be empty), never a value or a default written in the file.
     for name, service in all_services.items():
         for key, value in (service.get("environment") or {}).items():
             # (names ending so: API_TOKEN_TTL_DAYS is a lifetime, not a secret)
             if re.search(r"(SECRET|PASSWORD|TOKEN|API_KEY)(_KEY)?$", key):
-                assert REQUIRED_VARIABLE.fullmatch(str(value)), f"{name}: {key} is hard-coded"
+                passed = VARIABLE.fullmatch(str(value))
+                assert passed and passed.group("name") == key, f"{name}: {key} is hard-coded"
+                assert not passed.group("default") or REQUIRED_VARIABLE.fullmatch(str(value)), (
+                    f"{name}: {key} has a default written in the file"
+                )
 
 
 def test_compose_passes_through_every_deployment_setting_the_readme_names() -> None:
