@@ -36,12 +36,11 @@ Semantics:
 """
 
 import logging
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from django.db import DatabaseError, transaction
-from django.db.models import Exists, F, OuterRef, Q, Subquery
+from django.db.models import Exists, F, FloatField, OuterRef, Q, Subquery, Value
 
 from analytics.alerting.services import (
     alert_notify,
@@ -148,31 +147,31 @@ def _metric_pks() -> dict[str, int]:
 
 def _rule_evaluate(rr: RuleRound, metric_pk: int | None, report: EvaluationReport) -> None:
     rule = rr.rule
+    open_alerts = _open_alerts(rule, metric_pk)
     if not rule.enabled:
-        alerts = _open_alerts(rule, metric_pk)
-        report.resolved += _resolve(rr, alerts, reason="rule disabled")
+        report.resolved += _resolve(rr, open_alerts, reason="rule disabled")
         AlertPending.objects.filter(rule=rule).delete()
         _finish(rr)
         return
     report.rules += 1
     holding = {o.device_pk: o for o in _holding(rule, metric_pk, rr.now)}
-    open_alerts = _open_alerts(rule, metric_pk)
-    open_devices = {alert.device_id for alert in open_alerts}
+    open_devices = {a.device_pk for a in open_alerts}
     waiting = {pk: o for pk, o in holding.items() if pk not in open_devices}
 
-    gone = [a for a in open_alerts if a.device_gone is not None]
+    gone = [a for a in open_alerts if a.gone]
     cleared = [
         a
         for a in open_alerts
         if rule.auto_resolve
-        and a.device_gone is None
-        and a.device_id not in holding
+        and not a.gone
+        and a.device_pk not in holding
         and _past_resolve_threshold(rule, a.current)
     ]
-    _last_values_update(rule, metric_pk, open_alerts)
-    report.resolved += _resolve(rr, gone, reason="device decommissioned")
-    report.resolved += _resolve(rr, cleared, reason="condition cleared")
-    still_open = [a for a in open_alerts if a.state != Alert.State.RESOLVED]
+    _last_values_update(metric_pk, open_alerts)
+    resolved = _resolve(rr, gone, reason="device decommissioned")
+    resolved += _resolve(rr, cleared, reason="condition cleared")
+    report.resolved += resolved
+    still_open = [a for a in open_alerts if a not in gone and a not in cleared]
     report.reminders += _remind(rr, still_open)
     report.notified_late += _notify_late(rr, still_open)
 
@@ -259,42 +258,58 @@ def _absent(rule: AlertRule, metric_pk: int | None, now: datetime) -> list[Obser
     return [Observation(pk, pid, site) for pk, pid, site in rows]
 
 
-def _open_alerts(rule: AlertRule, metric_pk: int | None) -> list[Alert]:
-    """The rule's open alerts, each with its device's site, public id,
-    decommissioned_at (device_gone) and current value of the metric."""
-    alerts = Alert.objects.filter(rule=rule, state__in=Alert.OPEN_STATES).annotate(
-        device_site=F("device__site_id"),
-        device_public_id=F("device__public_id"),
-        device_gone=F("device__decommissioned_at"),
-    )
+@dataclass(eq=False)
+class OpenAlert:
+    """What a round reads of an open alert: a row, not a model instance (a rule may
+    have thousands); those that change state are loaded as instances when locked."""
+
+    pk: int
+    device_pk: int
+    state: str
+    last_value: float | None
+    last_notified_at: datetime | None
+    site_pk: int
+    public_id: str
+    gone: bool  # the device was decommissioned
+    current: float | None  # the device's latest value of the rule's metric
+
+
+def _open_alerts(rule: AlertRule, metric_pk: int | None) -> list[OpenAlert]:
+    alerts = Alert.objects.filter(rule=rule, state__in=Alert.OPEN_STATES)
+    current = Value(None, output_field=FloatField())
     if metric_pk is not None:
         value = LatestValue.objects.filter(device_id=OuterRef("device_id"), metric_id=metric_pk)
-        alerts = alerts.annotate(current=Subquery(value.values("value")[:1]))
-    found = list(alerts.order_by("pk"))
-    for alert in found:
-        alert.rule = rule  # saves a query per alert where notifications read it
-        if metric_pk is None:
-            alert.current = None
-    return found
+        current = Subquery(value.values("value")[:1])
+    rows = alerts.annotate(current=current).values_list(
+        "pk", "device_id", "state", "last_value", "last_notified_at", "device__site_id",
+        "device__public_id", "device__decommissioned_at", "current",
+    )  # fmt: skip
+    return [
+        OpenAlert(pk, device, state, last, notified, site, public_id, gone is not None, value)
+        for pk, device, state, last, notified, site, public_id, gone, value in rows.order_by("pk")
+    ]
 
 
 # --- Transitions --------------------------------------------------------------------
 
 
-def _locked(alerts: Iterable[Alert], **still: object) -> set[int]:
-    """Lock the alerts and return those still in the given state: an operator may
-    have acknowledged or resolved one since it was read."""
-    pks = [alert.pk for alert in alerts]
-    if not pks:
-        return set()
-    rows = Alert.objects.select_for_update().filter(pk__in=pks, **still)
-    return set(rows.values_list("pk", flat=True))
+def _locked(rr: RuleRound, rows: list[OpenAlert], **still: object) -> list[Alert]:
+    """Lock the alerts of `rows` and load those still in the given state (an
+    operator may have acknowledged or resolved one since the round read it)."""
+    if not rows:
+        return []
+    by_pk = {row.pk: row for row in rows}
+    alerts = Alert.objects.select_for_update(of=("self",)).filter(pk__in=by_pk, **still)
+    locked = list(alerts.order_by("pk"))
+    for alert in locked:
+        row = by_pk[alert.pk]
+        alert.rule = rr.rule  # saves a query per alert where notifications read it
+        alert.device_site, alert.device_public_id = row.site_pk, row.public_id
+    return locked
 
 
-def _silenced_by(rr: RuleRound, alert: Alert) -> list[int]:
-    return silences_covering(
-        rr.silences, rule_pk=rr.rule.pk, device_pk=alert.device_id, site_pk=alert.device_site
-    )
+def _silenced_by(rr: RuleRound, device_pk: int, site_pk: int) -> list[int]:
+    return silences_covering(rr.silences, rule_pk=rr.rule.pk, device_pk=device_pk, site_pk=site_pk)
 
 
 def _transition_event(
@@ -331,7 +346,7 @@ def _fire(rr: RuleRound, observations: list[Observation]) -> int:
             fired_at=now,
         )
         alert.device_site, alert.device_public_id = o.site_pk, o.public_id
-        alert.silenced_by = _silenced_by(rr, alert)
+        alert.silenced_by = _silenced_by(rr, o.device_pk, o.site_pk)
         alert.last_notified_at = None if alert.silenced_by else now
         alerts.append(alert)
     Alert.objects.bulk_create(alerts)
@@ -342,15 +357,16 @@ def _fire(rr: RuleRound, observations: list[Observation]) -> int:
     return len(alerts)
 
 
-def _resolve(rr: RuleRound, alerts: list[Alert], *, reason: str) -> int:
-    resolvable = _locked(alerts, state__in=Alert.OPEN_STATES)
-    alerts = [a for a in alerts if a.pk in resolvable]
+def _resolve(rr: RuleRound, rows: list[OpenAlert], *, reason: str) -> int:
+    alerts = _locked(rr, rows, state__in=Alert.OPEN_STATES)
     if not alerts:
         return 0
-    Alert.objects.filter(pk__in=resolvable).update(state=Alert.State.RESOLVED, resolved_at=rr.now)
+    Alert.objects.filter(pk__in=[a.pk for a in alerts]).update(
+        state=Alert.State.RESOLVED, resolved_at=rr.now
+    )
     for alert in alerts:
         alert.state, alert.resolved_at = Alert.State.RESOLVED, rr.now
-        silenced_by = _silenced_by(rr, alert)
+        silenced_by = _silenced_by(rr, alert.device_id, alert.device_site)
         message = f"{rr.rule.name} on {alert.device_public_id} resolved ({reason})"
         _transition_event(rr, alert, "alert.resolved", message, silenced_by, reason=reason)
         if not silenced_by:
@@ -358,7 +374,7 @@ def _resolve(rr: RuleRound, alerts: list[Alert], *, reason: str) -> int:
     return len(alerts)
 
 
-def _remind(rr: RuleRound, alerts: list[Alert]) -> int:
+def _remind(rr: RuleRound, rows: list[OpenAlert]) -> int:
     """Reminders of firing (not acknowledged) alerts repeat_seconds after their last
     notification; held back, not counted, while silenced."""
     rule = rr.rule
@@ -366,59 +382,55 @@ def _remind(rr: RuleRound, alerts: list[Alert]) -> int:
         return 0
     last_due = rr.now - timedelta(seconds=rule.repeat_seconds)
     due = [
-        a
-        for a in alerts
-        if a.state == Alert.State.FIRING
-        and a.last_notified_at is not None
-        and a.last_notified_at <= last_due
-        and not _silenced_by(rr, a)
+        row
+        for row in rows
+        if row.state == Alert.State.FIRING
+        and row.last_notified_at is not None
+        and row.last_notified_at <= last_due
+        and not _silenced_by(rr, row.device_pk, row.site_pk)
     ]
-    remindable = _locked(due, state=Alert.State.FIRING)
-    due = [a for a in due if a.pk in remindable]
-    if not due:
+    alerts = _locked(rr, due, state=Alert.State.FIRING)
+    if not alerts:
         return 0
-    Alert.objects.filter(pk__in=remindable).update(
+    Alert.objects.filter(pk__in=[a.pk for a in alerts]).update(
         last_notified_at=rr.now, reminders_sent=F("reminders_sent") + 1
     )
-    for alert in due:
+    for alert in alerts:
         alert.last_notified_at, alert.reminders_sent = rr.now, alert.reminders_sent + 1
         n = alert.reminders_sent
         message = f"reminder {n}: {alert.message}"
         _transition_event(rr, alert, "alert.reminder", message, [], reminder=n)
         rr.notify.append((alert, EventType.REMINDER, n))
-    return len(due)
+    return len(alerts)
 
 
-def _notify_late(rr: RuleRound, alerts: list[Alert]) -> int:
+def _notify_late(rr: RuleRound, rows: list[OpenAlert]) -> int:
     """`alert.fired` for firing alerts that opened under a silence now over."""
     late = [
-        a
-        for a in alerts
-        if a.state == Alert.State.FIRING and a.last_notified_at is None and not _silenced_by(rr, a)
+        row
+        for row in rows
+        if row.state == Alert.State.FIRING
+        and row.last_notified_at is None
+        and not _silenced_by(rr, row.device_pk, row.site_pk)
     ]
-    notifiable = _locked(late, state=Alert.State.FIRING, last_notified_at__isnull=True)
-    late = [a for a in late if a.pk in notifiable]
-    if not late:
+    alerts = _locked(rr, late, state=Alert.State.FIRING, last_notified_at__isnull=True)
+    if not alerts:
         return 0
-    Alert.objects.filter(pk__in=notifiable).update(last_notified_at=rr.now)
-    for alert in late:
+    Alert.objects.filter(pk__in=[a.pk for a in alerts]).update(last_notified_at=rr.now)
+    for alert in alerts:
         alert.last_notified_at = rr.now
         rr.notify.append((alert, EventType.FIRED, 0))
-    return len(late)
+    return len(alerts)
 
 
-def _last_values_update(rule: AlertRule, metric_pk: int | None, alerts: list[Alert]) -> None:
+def _last_values_update(metric_pk: int | None, rows: list[OpenAlert]) -> None:
     """Bring last_value of open alerts up to date: one UPDATE from the latest values,
     of only the rows whose value changed since the last round."""
-    changed = [a for a in alerts if a.current is not None and a.current != a.last_value]
+    changed = [row.pk for row in rows if row.current is not None and row.current != row.last_value]
     if metric_pk is None or not changed:
         return
     value = LatestValue.objects.filter(device_id=OuterRef("device_id"), metric_id=metric_pk)
-    Alert.objects.filter(pk__in=[a.pk for a in changed]).update(
-        last_value=Subquery(value.values("value")[:1])
-    )
-    for alert in changed:
-        alert.last_value = alert.current
+    Alert.objects.filter(pk__in=changed).update(last_value=Subquery(value.values("value")[:1]))
 
 
 def _pending_update(
