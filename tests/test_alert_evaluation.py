@@ -111,6 +111,7 @@ def test_each_condition_fires_on_a_crossing_value_only(
     assert alert.message == f"temp of pi-1 is {crossing:g} ({symbol} 80)"
     event = Event.objects.get(kind="alert.fired")
     assert (event.alert, event.device, event.message) == (alert, crossing_device, alert.message)
+    assert event.data == {"notified": True, "severity": "critical", "value": crossing}
     assert deliveries(rule) == [(FIRED, 0)]
 
 
@@ -635,6 +636,7 @@ def test_two_evaluators_at_once_open_one_alert_and_notify_once(site, channel):
         reports = [future.result() for future in futures]
 
     expected = len(rules) * len(devices)
+    assert sum(r.failed for r in reports) == 0  # no rule ran into the constraint
     assert sum(r.fired for r in reports) == expected
     assert Alert.objects.filter(rule__in=rules).count() == expected
     fired = NotificationDelivery.objects.filter(alert__rule__in=rules, event_type=FIRED)

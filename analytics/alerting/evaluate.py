@@ -210,6 +210,8 @@ def _device_scope(rule: AlertRule, prefix: str = "") -> Q:
 
 def _holding(rule: AlertRule, metric_pk: int | None, now: datetime) -> list[Observation]:
     if rule.source == Source.METRIC:
+        if not rule.metric:
+            return []  # a metric rule without a metric watches nothing
         if rule.condition == Condition.ABSENT:
             return _absent(rule, metric_pk, now)
         return _comparison(rule, metric_pk)
@@ -351,7 +353,10 @@ def _fire(rr: RuleRound, observations: list[Observation]) -> int:
         alerts.append(alert)
     Alert.objects.bulk_create(alerts)
     for alert in alerts:
-        _transition_event(rr, alert, "alert.fired", alert.message, alert.silenced_by)
+        _transition_event(
+            rr, alert, "alert.fired", alert.message, alert.silenced_by,
+            severity=alert.severity, value=alert.value,
+        )  # fmt: skip
         if not alert.silenced_by:
             rr.notify.append((alert, EventType.FIRED, 0))
     return len(alerts)
