@@ -212,6 +212,14 @@ def test_deleting_selected_rules_is_audited_and_refused_with_a_builtin_one(brows
     assert AuditEntry.objects.filter(action="alert_rule.delete").count() == 1
 
 
+def test_a_rule_with_open_alerts_offers_no_delete(browser, firing, metric_rule):
+    html = html_of(browser.get(f"{RULES}{metric_rule.pk}/change/"))
+
+    assert "deletelink" not in html
+    assert browser.post(f"{RULES}{metric_rule.pk}/delete/", {"post": "yes"}).status_code == 403
+    assert AlertRule.objects.filter(pk=metric_rule.pk).exists()
+
+
 # --- Alerts ---------------------------------------------------------------------------------------
 
 

@@ -182,6 +182,20 @@ def test_rules_filter_by_source_and_site(api, create_rule, other_site):
     assert [rule["builtin"] for rule in by_source] == ["ssh_failing"]
 
 
+def test_the_rule_list_costs_the_same_queries_for_many_rules(api, create_rule, site, agent):
+    channel, _ = channel_make()
+    api.get(RULES)  # the user's permissions are cached from here on
+    with CaptureQueriesContext(connection) as few:
+        assert api.get(RULES).status_code == 200
+    for n in range(10):
+        create_rule(name=f"rule {n}", site="lab-1", device="pi-1", channels=[channel.pk])
+
+    with CaptureQueriesContext(connection) as many:
+        assert api.get(RULES).status_code == 200
+
+    assert len(many) == len(few)
+
+
 def test_absent_needs_no_threshold_and_keeps_none(create_rule):
     body = create_rule(name="silent", condition="absent", threshold=12, for_seconds=600)
 
@@ -391,8 +405,17 @@ def test_a_builtin_rule_cannot_be_deleted(api):
     assert AlertRule.objects.filter(pk=rule.pk).exists()
 
 
+def test_a_rule_with_open_alerts_is_not_deleted(api, firing):
+    response = api.delete(f"{RULES}/{firing.rule_id}")
+
+    assert response.status_code == 409
+    assert response.json()["code"] == "rule_has_open_alerts"
+    assert Alert.objects.filter(pk=firing.pk).exists()
+
+
 def test_deleting_a_rule_deletes_its_alerts_keeps_their_events_and_audits(api, firing):
     services.alert_acknowledge(alert=firing, actor=None)
+    services.alert_resolve(alert=firing, actor=None)
     rule_pk = firing.rule_id
 
     response = api.delete(f"{RULES}/{rule_pk}")
@@ -401,6 +424,7 @@ def test_deleting_a_rule_deletes_its_alerts_keeps_their_events_and_audits(api, f
     assert not AlertRule.objects.filter(pk=rule_pk).exists()
     assert not Alert.objects.filter(pk=firing.pk).exists()
     assert Event.objects.filter(kind="alert.acknowledged", alert__isnull=True).exists()
+    assert Event.objects.filter(kind="alert.resolved", alert__isnull=True).exists()
     entry = AuditEntry.objects.get(action="alert_rule.delete")
     assert (entry.target_id, entry.data) == (str(rule_pk), {"name": "CPU hot"})
 

@@ -175,8 +175,11 @@ class AlertRuleAdmin(StrictObjectIdAdmin):
         return list(self.readonly_fields)
 
     def has_delete_permission(self, request: HttpRequest, obj: AlertRule | None = None) -> bool:
-        if obj is not None and obj.builtin:
-            return False  # disable it instead
+        if obj is not None:
+            try:  # a built-in rule, or one with open alerts: disable it instead
+                rules.rule_deletable_check(obj)
+            except ServiceError:
+                return False
         return super().has_delete_permission(request, obj)
 
     # -- writes: through analytics.alerting.rules --
@@ -198,7 +201,7 @@ class AlertRuleAdmin(StrictObjectIdAdmin):
         rules.alert_rule_delete(actor=request.user, rule=obj)
 
     def delete_queryset(self, request: HttpRequest, queryset: QuerySet) -> None:
-        # (A selection with a built-in rule never gets here: has_delete_permission
+        # (A selection with a rule that cannot go never gets here: has_delete_permission
         # refuses it on the confirmation page.)
         with transaction.atomic():
             for rule in queryset:

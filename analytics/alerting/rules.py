@@ -15,7 +15,7 @@ from django.conf import settings
 from django.db import transaction
 
 from analytics.fields import METRIC_NAME_HELP, METRIC_NAME_RE
-from analytics.models import AlertPending, AlertRule, NotificationChannel
+from analytics.models import Alert, AlertPending, AlertRule, NotificationChannel
 from devices.events import Actor, audit_record
 from devices.models import Device, Site
 from homepot.errors import ConflictError, NotFoundError, ServiceError
@@ -258,16 +258,38 @@ def _channels_change(
 
 
 def alert_rule_delete(*, actor: Actor, rule: AlertRule) -> None:
-    """Delete a rule with its alerts (their events stay). Built-in rules cannot
-    be deleted (409): disable them instead."""
+    """Delete a rule with its resolved alerts (their events stay). Audited.
+
+    409 for a built-in rule (disable it instead), and for a rule with open alerts:
+    deleting them would leave every receiver of their `alert.fired` waiting for
+    an `alert.resolved` that never comes. Disabling the rule resolves them at
+    the next evaluation (notified); then it can go."""
+    with transaction.atomic():
+        # The evaluator holds this lock while it fires: no alert opens meanwhile.
+        locked = AlertRule.objects.select_for_update().filter(pk=rule.pk).first()
+        if locked is None:
+            raise NotFoundError(f"Alert rule {rule.pk} not found.")
+        rule_deletable_check(locked)
+        audit_record(
+            actor=actor, action="alert_rule.delete", target=locked, data={"name": locked.name}
+        )
+        locked.delete()
+
+
+def rule_deletable_check(rule: AlertRule) -> None:
+    """ConflictError (409) naming why the rule cannot be deleted now, if it cannot."""
     if rule.builtin:
         raise ConflictError(
             f"{rule.name!r} is a built-in rule: disable it instead of deleting it.",
             code="builtin_rule",
         )
-    with transaction.atomic():
-        audit_record(actor=actor, action="alert_rule.delete", target=rule, data={"name": rule.name})
-        rule.delete()
+    open_alerts = rule.alerts.filter(state__in=Alert.OPEN_STATES).count()
+    if open_alerts:
+        raise ConflictError(
+            f"{rule.name!r} has {open_alerts} open alert(s): disable it first (they resolve "
+            "at the next evaluation, and their channels hear of it), then delete it.",
+            code="rule_has_open_alerts",
+        )
 
 
 def _audit_values(values: Mapping[str, Any]) -> dict[str, Any]:

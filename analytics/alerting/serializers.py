@@ -46,7 +46,12 @@ def _seconds_field(help_text: str) -> serializers.IntegerField:
 
 
 def _user_field() -> serializers.SlugRelatedField:
-    return serializers.SlugRelatedField(slug_field="username", read_only=True)
+    return serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
+
+
+def _public_id_field() -> serializers.SlugRelatedField:
+    """A site or device, by its public id (null: none)."""
+    return serializers.SlugRelatedField(slug_field="public_id", read_only=True, allow_null=True)
 
 
 # --- Alert rules ----------------------------------------------------------------------------
@@ -122,8 +127,14 @@ def channels_resolve(ids: list[int]) -> list[NotificationChannel]:
 
 
 class AlertRuleSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    device = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
+    builtin = serializers.CharField(
+        read_only=True,
+        allow_null=True,
+        help_text="The built-in rule's key; null for operators' rules.",
+    )
+    site = _public_id_field()
+    device_type = serializers.CharField(read_only=True, help_text="Empty: any.")
+    device = _public_id_field()
     channels = serializers.PrimaryKeyRelatedField(many=True, read_only=True)
 
     class Meta:
@@ -233,9 +244,9 @@ class SilenceInputSerializer(StrictSerializer):
 
 
 class SilenceSerializer(serializers.ModelSerializer):
-    site = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    device = serializers.SlugRelatedField(slug_field="public_id", read_only=True)
-    rule = serializers.PrimaryKeyRelatedField(read_only=True)
+    site = _public_id_field()
+    device = _public_id_field()
+    rule = serializers.PrimaryKeyRelatedField(read_only=True, allow_null=True)
     created_by = _user_field()
     active = serializers.SerializerMethodField()
 
@@ -293,6 +304,7 @@ class NotificationChannelInputSerializer(NotificationChannelChangeSerializer):
 
 
 class NotificationChannelSerializer(serializers.ModelSerializer):
+    url = serializers.CharField(read_only=True, help_text="Kind webhook; empty for email.")
     created_by = _user_field()
 
     class Meta:
@@ -332,7 +344,9 @@ class NotificationChannelCreatedSerializer(NotificationChannelSerializer):
 
 class NotificationDeliverySerializer(serializers.ModelSerializer):
     channel = serializers.PrimaryKeyRelatedField(read_only=True)
-    alert = serializers.PrimaryKeyRelatedField(read_only=True)
+    alert = serializers.PrimaryKeyRelatedField(
+        read_only=True, allow_null=True, help_text="Null for a test notification."
+    )
 
     class Meta:
         model = NotificationDelivery

@@ -144,7 +144,7 @@ class AlertRuleListCreateApi(generics.ListAPIView):
 class AlertRuleDetailApi(APIView):
     permission_classes = [HasPermissions]
     required_permissions = _perms("alertrule", GET="view", PATCH="change", DELETE="delete")
-    error_statuses = (409,)  # deleting a built-in rule
+    error_statuses = (409,)  # deleting a built-in rule, or one with open alerts
 
     @extend_schema(responses=AlertRuleSerializer)
     def get(self, request: Request, rule_id: int) -> Response:
@@ -174,8 +174,10 @@ class AlertRuleDetailApi(APIView):
 
     @extend_schema(
         responses={204: None},
-        description="Delete a rule and its alerts (their events stay). A built-in rule: "
-        "409 `builtin_rule` (disable it instead). Audited.",
+        description="Delete a rule and its resolved alerts (their events stay). Audited. "
+        "409 `builtin_rule` for a built-in rule (disable it instead); 409 "
+        "`rule_has_open_alerts` while it has open alerts (disable it: they resolve at the "
+        "next evaluation, notified; then delete it).",
     )
     def delete(self, request: Request, rule_id: int) -> Response:
         rules.alert_rule_delete(actor=request.user, rule=alert_rule_get(rule_id))
