@@ -235,6 +235,7 @@ def round_run(label: str, now: datetime) -> RoundResult:
 
     from analytics.alerting.evaluate import alerts_evaluate
 
+    connection.queries_log.clear()  # it keeps 9,000 at most: counts need room
     with CaptureQueriesContext(connection) as queries:
         started = time.perf_counter()
         report = alerts_evaluate(now=now)

@@ -188,9 +188,14 @@ def _finish(rr: RuleRound) -> None:
     """Write the round's events, then queue its notifications (the rule must have
     an enabled channel for there to be any)."""
     events_record(rr.events)
-    if rr.notify and rr.rule.channels.filter(enabled=True).exists():
-        for alert, event_type, sequence in rr.notify:
-            alert_notify(alert, event_type=event_type, sequence=sequence, now=rr.now)
+    if not rr.notify or not rr.rule.channels.filter(enabled=True).exists():
+        return
+    # The payloads name each device and its site: one query for all of them.
+    device_pks = {alert.device_id for alert, _, _ in rr.notify}
+    devices = Device.objects.select_related("site").in_bulk(device_pks)
+    for alert, event_type, sequence in rr.notify:
+        alert.device = devices[alert.device_id]
+        alert_notify(alert, event_type=event_type, sequence=sequence, now=rr.now)
 
 
 # --- Where the condition holds ------------------------------------------------------
