@@ -94,6 +94,22 @@ class Observation:
     detail: str = ""  # what else the message should say (an SSH error)
 
 
+@dataclass(frozen=True)
+class OpenAlert:
+    """What a round reads of an open alert: a row, not a model instance (a rule may
+    have thousands); those that change state are loaded as instances when locked."""
+
+    pk: int
+    device_pk: int
+    state: str
+    last_value: float | None
+    last_notified_at: datetime | None
+    site_pk: int
+    public_id: str
+    gone: bool  # the device was decommissioned
+    current: float | None  # the device's latest value of the rule's metric
+
+
 @dataclass
 class RuleRound:
     """What one rule's evaluation does; applied in its transaction."""
@@ -151,37 +167,52 @@ def _rule_evaluate(rr: RuleRound, metric_pk: int | None, report: EvaluationRepor
     if not rule.enabled:
         report.resolved += _resolve(rr, open_alerts, reason="rule disabled")
         AlertPending.objects.filter(rule=rule).delete()
-        _finish(rr)
-        return
-    report.rules += 1
-    holding = {o.device_pk: o for o in _holding(rule, metric_pk, rr.now)}
-    open_devices = {a.device_pk for a in open_alerts}
-    waiting = {pk: o for pk, o in holding.items() if pk not in open_devices}
+    else:
+        report.rules += 1
+        holding = {o.device_pk: o for o in _holding(rule, metric_pk, rr.now)}
+        _open_alerts_follow(rr, open_alerts, holding, metric_pk, report)
+        open_devices = {a.device_pk for a in open_alerts}
+        waiting = {pk: o for pk, o in holding.items() if pk not in open_devices}
+        _waiting_fire(rr, waiting, report)
+    _finish(rr)
 
+
+def _open_alerts_follow(
+    rr: RuleRound,
+    open_alerts: list[OpenAlert],
+    holding: dict[int, Observation],
+    metric_pk: int | None,
+    report: EvaluationReport,
+) -> None:
+    """Open alerts: their last values, resolves, reminders, late notifications."""
     gone = [a for a in open_alerts if a.gone]
     cleared = [
         a
         for a in open_alerts
-        if rule.auto_resolve
+        if rr.rule.auto_resolve
         and not a.gone
         and a.device_pk not in holding
-        and _past_resolve_threshold(rule, a.current)
+        and _past_resolve_threshold(rr.rule, a.current)
     ]
     _last_values_update(metric_pk, open_alerts)
-    resolved = _resolve(rr, gone, reason="device decommissioned")
-    resolved += _resolve(rr, cleared, reason="condition cleared")
-    report.resolved += resolved
-    still_open = [a for a in open_alerts if a not in gone and a not in cleared]
+    report.resolved += _resolve(rr, gone, reason="device decommissioned")
+    report.resolved += _resolve(rr, cleared, reason="condition cleared")
+    closing = {a.pk for a in gone} | {a.pk for a in cleared}
+    still_open = [a for a in open_alerts if a.pk not in closing]
     report.reminders += _remind(rr, still_open)
     report.notified_late += _notify_late(rr, still_open)
 
+
+def _waiting_fire(rr: RuleRound, waiting: dict[int, Observation], report: EvaluationReport) -> None:
+    """Devices where the condition holds and no alert is open: pending until
+    for_seconds have passed, then fired unless within the cooldown."""
+    rule, now = rr.rule, rr.now
     pending = dict(AlertPending.objects.filter(rule=rule).values_list("device_id", "since"))
-    due = [o for pk, o in waiting.items() if _held_long_enough(rule, pending.get(pk), rr.now)]
-    cooling = _cooling_devices(rule, rr.now) if due and rule.cooldown_seconds else set()
+    due = [o for pk, o in waiting.items() if _held_long_enough(rule, pending.get(pk), now)]
+    cooling = _cooling_devices(rule, now) if due and rule.cooldown_seconds else set()
     to_fire = [o for o in due if o.device_pk not in cooling]
-    report.pending += _pending_update(rule, rr.now, waiting, pending, to_fire)
+    report.pending += _pending_update(rule, now, waiting, pending, to_fire)
     report.fired += _fire(rr, to_fire)
-    _finish(rr)
 
 
 def _finish(rr: RuleRound) -> None:
@@ -263,22 +294,6 @@ def _absent(rule: AlertRule, metric_pk: int | None, now: datetime) -> list[Obser
         devices = devices.exclude(Exists(fresh))
     rows = devices.values_list("pk", "public_id", "site_id")
     return [Observation(pk, pid, site) for pk, pid, site in rows]
-
-
-@dataclass(eq=False)
-class OpenAlert:
-    """What a round reads of an open alert: a row, not a model instance (a rule may
-    have thousands); those that change state are loaded as instances when locked."""
-
-    pk: int
-    device_pk: int
-    state: str
-    last_value: float | None
-    last_notified_at: datetime | None
-    site_pk: int
-    public_id: str
-    gone: bool  # the device was decommissioned
-    current: float | None  # the device's latest value of the rule's metric
 
 
 def _open_alerts(rule: AlertRule, metric_pk: int | None) -> list[OpenAlert]:
