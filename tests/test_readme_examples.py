@@ -203,6 +203,65 @@ def test_the_readme_links_only_to_this_repository():
             assert (ROOT / target).exists(), target
 
 
-def test_the_readme_describes_no_alerts_yet():
-    # Alert rules and notifications are a later issue: the README describes what exists.
-    assert re.findall(r".{0,40}alert.{0,40}", README, re.I) == []
+def test_every_event_kind_is_in_the_readme():
+    from devices.event_kinds import EVENT_KINDS
+
+    listed = set(
+        re.findall(r"^\| `([a-z_]+\.[a-z_]+)` \|", section("Alerting and notifications"), re.M)
+    )
+
+    assert listed == set(EVENT_KINDS)
+
+
+@pytest.mark.django_db
+def test_the_readmes_webhook_check_verifies_a_real_notification():
+    """The receiver's snippet, run as written on a notification signed by the server."""
+    from django.utils import timezone
+
+    from analytics.models import Alert, AlertRule
+    from analytics.notifications.channels import webhook_secret_new
+    from analytics.notifications.payload import alert_payload, body_text
+    from analytics.notifications.webhooks import webhook_headers
+    from devices.models import Device, Site
+
+    site = Site.objects.create(public_id="lab-1", name="Lab 1")
+    device = Device.objects.create(
+        public_id="pi-1", name="Pi", device_type="lab_monitor", site=site
+    )
+    rule = AlertRule.objects.create(name="hot", metric="bme680.temperature", threshold=35)
+    now = timezone.now()
+    alert = Alert.objects.create(
+        rule=rule, device=device, severity="critical", value=36.5, fired_at=now
+    )
+    secret = webhook_secret_new()
+    body = body_text(alert_payload(alert=alert, event_type="alert.fired", now=now))
+    headers = webhook_headers(secret=secret, message_id="msg_readme", body=body, at=now)
+    (snippet,) = re.findall(
+        r"^```python\n(.*?)^```", section("Alerting and notifications"), re.M | re.S
+    )
+    printed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys\nsecret, body, headers = json.load(sys.stdin)\n{snippet}",
+        ],
+        input=json.dumps([secret, body, headers]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout.split() == ["alert.fired", "pi-1", "bme680.temperature", "36.5"]
+    forged = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            f"import json, sys\nsecret, body, headers = json.load(sys.stdin)\n{snippet}",
+        ],
+        input=json.dumps([webhook_secret_new(), body, headers]),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert forged.returncode != 0 and "WebhookVerificationError" in forged.stderr
