@@ -50,6 +50,8 @@ bench: install
 	$(BIN)/python bench/telemetry_bench.py
 	$(BIN)/python bench/agent_footprint.py --minutes 3
 	$(BIN)/python bench/lab_footprint.py --minutes 3
+	$(BIN)/python bench/ssh_bench.py
+	$(BIN)/python bench/alert_bench.py
 
 clean:
 	rm -rf var staticfiles
