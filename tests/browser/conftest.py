@@ -1,0 +1,146 @@
+"""The browser suite: pytest-playwright driving Debian's Chromium against a live server.
+
+`playwright install` downloads a browser build of its own, which an offline lab
+network (and CI here) cannot do, so the suite launches /usr/bin/chromium
+(`apt-get install chromium`; .ci/run installs it when missing).
+
+Every page a test opens is watched: a request to any host but the live server,
+or an error in the console (a Content-Security-Policy violation is one), fails
+the test when it ends.
+"""
+
+import os
+import shutil
+import subprocess
+import urllib.parse
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+from django.contrib.auth.models import User
+from django.db import connection
+from playwright.sync_api import ConsoleMessage, Page, Request
+
+from tests.test_ssh_runner import worker_start, worker_stop
+
+# pytest-playwright's sync API runs an event loop in the test's thread; Django
+# would then refuse the ORM calls that fixtures and tests make in that thread
+# (SynchronousOnlyOperation) although nothing here is async.
+os.environ.setdefault("DJANGO_ALLOW_ASYNC_UNSAFE", "true")
+
+CHROMIUM = os.environ.get("HOMEPOT_CHROMIUM", "/usr/bin/chromium")
+VIEWPORT = {"width": 1440, "height": 900}
+# Assertions that wait for the page (expect) give up after this.
+EXPECT_TIMEOUT_MS = 10_000
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
+    if shutil.which(CHROMIUM) is None:
+        # With CI set a missing browser fails the suite instead of skipping it.
+        if os.environ.get("CI"):
+            pytest.fail(f"{CHROMIUM} is missing: apt-get install chromium")
+        pytest.skip(f"{CHROMIUM} is missing: apt-get install chromium")
+    args = list(browser_type_launch_args.get("args", []))
+    if os.geteuid() == 0:
+        args.append("--no-sandbox")  # Chromium refuses to start its sandbox as root
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": args}
+
+
+@pytest.fixture(scope="session")
+def browser_context_args(browser_context_args: dict, live_server) -> dict:  # noqa: ANN001
+    return {**browser_context_args, "base_url": live_server.url, "viewport": VIEWPORT}
+
+
+@dataclass
+class PageWatch:
+    """What a page asked for and complained about while a test ran."""
+
+    server: str  # scheme://host:port of the live server
+    offsite: list[str] = field(default_factory=list)
+    console_errors: list[str] = field(default_factory=list)
+
+    def on_request(self, request: Request) -> None:
+        parts = urllib.parse.urlsplit(request.url)
+        if parts.scheme in ("data", "blob", "about"):
+            return
+        if f"{parts.scheme}://{parts.netloc}" != self.server:
+            self.offsite.append(request.url)
+
+    def on_console(self, message: ConsoleMessage) -> None:
+        # Chromium asks for /favicon.ico on its own, whatever the page links; the
+        # admin has none yet. Not the page's doing, so not counted.
+        if message.location.get("url", "").endswith("/favicon.ico"):
+            return
+        if message.type == "error":
+            self.console_errors.append(f"{message.text} ({message.location.get('url')})")
+
+    def on_page_error(self, error: Exception) -> None:
+        self.console_errors.append(f"uncaught: {error}")
+
+    def assert_clean(self) -> None:
+        assert self.offsite == [], f"requests to other hosts: {self.offsite}"
+        assert self.console_errors == [], f"console errors: {self.console_errors}"
+
+
+@pytest.fixture
+def page_watch(page: Page, live_server) -> Iterator[PageWatch]:  # noqa: ANN001
+    parts = urllib.parse.urlsplit(live_server.url)
+    watch = PageWatch(server=f"{parts.scheme}://{parts.netloc}")
+    page.on("request", watch.on_request)
+    page.on("console", watch.on_console)
+    page.on("pageerror", watch.on_page_error)
+    page.set_default_timeout(EXPECT_TIMEOUT_MS)
+    yield watch
+    watch.assert_clean()
+
+
+@pytest.fixture
+def watched_page(page: Page, page_watch: PageWatch) -> Page:
+    """The test's page, watched for requests to other hosts and console errors."""
+    return page
+
+
+def admin_login(page: Page, user: User, next_path: str = "/admin/") -> Page:
+    """Log in through the admin's own form, as a person does (tests/conftest.py's passwords)."""
+    page.goto("/admin/login/?" + urllib.parse.urlencode({"next": next_path}))
+    page.fill("#id_username", user.username)
+    page.fill("#id_password", "pw-" + user.username)
+    page.click("input[type=submit]")
+    page.wait_for_url("**" + next_path)
+    return page
+
+
+@pytest.fixture
+def operator_page(watched_page: Page, operator: User) -> Page:
+    return admin_login(watched_page, operator)
+
+
+@pytest.fixture
+def viewer_page(watched_page: Page, viewer: User) -> Page:
+    return admin_login(watched_page, viewer)
+
+
+def needs_worker_services() -> None:
+    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
+        pytest.skip("a worker process needs the test database on PostgreSQL and a Redis broker")
+
+
+@pytest.fixture
+def celery_worker(tmp_path: Path) -> Iterator[Path]:
+    """A real Celery worker on the test database; yields its log file.
+
+    Its settings come from the environment: a test that needs short intervals
+    sets them with monkeypatch.setenv before asking for this fixture."""
+    needs_worker_services()
+    database = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    env = os.environ | {
+        "DATABASE_URL": database._replace(path=f"/{connection.settings_dict['NAME']}").geturl(),
+    }
+    log = tmp_path / "worker.log"
+    worker: subprocess.Popen = worker_start(env, log)
+    try:
+        yield log
+    finally:
+        worker_stop(worker)
