@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from homepot import health
+from homepot import dashboard_views, health
 
 urlpatterns = [
     path("health", health.liveness, name="health"),
@@ -14,6 +14,10 @@ urlpatterns = [
     path("api/v1/", include("analytics.urls")),
     path("api/v1/", include("commands.urls")),
     path("api/v1/", include("devices.urls")),
+    # The fleet dashboard is the admin's first page; its poll sits before the
+    # admin's own URLs, whose catch-all would take it.
+    path("admin/", dashboard_views.dashboard_index_view, name="dashboard"),
+    path("admin/dashboard/poll", dashboard_views.dashboard_poll_view, name="dashboard-poll"),
     path("admin/", admin.site.urls),
     path("", RedirectView.as_view(pattern_name="admin:index"), name="home"),
 ]
