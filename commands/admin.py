@@ -105,7 +105,8 @@ class CommandAdmin(ReadOnlyAdmin):
         )
 
     @admin.action(
-        description="Cancel (queued or not yet acknowledged)", permissions=["cancel_command"]
+        description="Cancel the selected commands (queued or not yet acknowledged)",
+        permissions=["cancel_command"],
     )
     def cancel(self, request: HttpRequest, queryset: QuerySet) -> None:
         for command in queryset:

@@ -15,6 +15,18 @@ from homepot.errors import ServiceError
 
 Action = Callable[[admin.ModelAdmin, HttpRequest, QuerySet], TemplateResponse | None]
 
+# The labels operators read in the action menu (the registry's descriptions are
+# documentation sentences, not menu items). "…": a form asks for the service.
+ACTION_LABELS = {
+    "ping": "Queue a ping",
+    "reboot": "Queue a reboot",
+    "list_services": "Queue a listing of the configured services",
+    "restart_service": "Queue a service restart…",
+    "stop_service": "Queue a service stop…",
+    "start_service": "Queue a service start…",
+    "service_status": "Queue a service status check…",
+}
+
 
 class ServiceForm(forms.Form):
     service = forms.CharField(max_length=128, help_text="A systemd unit, e.g. nginx.service")
@@ -61,10 +73,9 @@ def queue_action(command_type: str) -> Action:
         )
 
     action.__name__ = f"queue_{command_type}"
-    return admin.action(
-        description=f"Queue: {COMMAND_TYPES[command_type].description}",
-        permissions=["queue_command"],
-    )(action)
+    return admin.action(description=ACTION_LABELS[command_type], permissions=["queue_command"])(
+        action
+    )
 
 
 def queue_service_action(command_type: str) -> Action:
@@ -88,9 +99,9 @@ def queue_service_action(command_type: str) -> Action:
         return TemplateResponse(request, "admin/commands/service_form.html", context)
 
     action.__name__ = f"queue_{command_type}"
-    return admin.action(
-        description=f"Queue: {command_type.replace('_', ' ')}…", permissions=["queue_command"]
-    )(action)
+    return admin.action(description=ACTION_LABELS[command_type], permissions=["queue_command"])(
+        action
+    )
 
 
 DEVICE_ACTIONS = [

@@ -5,9 +5,9 @@ from django.contrib.admin.utils import unquote
 from django.core.exceptions import ValidationError
 from django.db import connection, transaction
 from django.db.models import Count, Field, Model, QuerySet
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, HttpResponseRedirect
 from django.template.response import TemplateResponse
-from django.urls import reverse
+from django.urls import path, reverse
 from django.utils import timezone
 
 from devices import selectors, services
@@ -272,7 +272,8 @@ class DeviceAdmin(AuditedAdmin):
         return request.user.has_perm("devices.decommission")
 
     @admin.action(
-        description="Rotate API key (shows the new keys once)", permissions=["rotate_key"]
+        description="Rotate keys of the selected devices (shows the new keys once)",
+        permissions=["rotate_key"],
     )
     def rotate_keys(self, request: HttpRequest, queryset: QuerySet) -> HttpResponse | None:
         secrets = []
@@ -293,12 +294,14 @@ class DeviceAdmin(AuditedAdmin):
             back_url=reverse("admin:devices_device_changelist"),
         )
 
-    @admin.action(description="Revoke all API keys", permissions=["revoke_key"])
+    @admin.action(
+        description="Revoke all API keys of the selected devices", permissions=["revoke_key"]
+    )
     def revoke_keys(self, request: HttpRequest, queryset: QuerySet) -> None:
         count = sum(services.device_keys_revoke(device=d, actor=request.user) for d in queryset)
         self.message_user(request, f"Revoked {count} keys.")
 
-    @admin.action(description="Decommission", permissions=["decommission"])
+    @admin.action(description="Decommission the selected devices", permissions=["decommission"])
     def decommission(self, request: HttpRequest, queryset: QuerySet) -> None:
         for device in queryset.filter(decommissioned_at__isnull=True):
             services.device_decommission(device=device, actor=request.user)
@@ -345,19 +348,54 @@ class EnrollmentTokenAdmin(AuditedAdmin):
     def response_add(
         self, request: HttpRequest, obj: EnrollmentToken, post_url_continue=None
     ) -> HttpResponse:  # noqa: ANN001
-        return show_secrets_once(
-            request,
-            title="New enrollment token",
-            label="token",
-            secrets=request._homepot_secrets,
-            back_url=reverse("admin:devices_enrollmenttoken_changelist"),
-        )
+        # The token waits in the operator's own session for one showing at the
+        # token's own URL, so a reload or a shared link never shows it again.
+        (_name, token) = request._homepot_secrets[0]
+        request.session[_issued_session_key(obj.pk)] = token
+        return HttpResponseRedirect(reverse("admin:devices_enrollmenttoken_issued", args=[obj.pk]))
 
-    @admin.action(description="Revoke", permissions=["change"])
+    def get_urls(self) -> list:
+        issued = path(
+            "<path:object_id>/issued/",
+            self.admin_site.admin_view(self.issued_view),
+            name="devices_enrollmenttoken_issued",
+        )
+        return [issued, *super().get_urls()]
+
+    def issued_view(self, request: HttpRequest, object_id: str) -> HttpResponse:
+        enrollment = self.get_object(request, unquote(object_id))
+        if enrollment is None or not self.has_view_permission(request, enrollment):
+            raise Http404("No such enrollment token.")
+        token = request.session.pop(_issued_session_key(enrollment.pk), None)
+        context = {
+            **self.admin_site.each_context(request),
+            "title": f"Enrollment token {enrollment}",
+            "opts": self.model._meta,
+            "enrollment": enrollment,
+            "token": token,
+            "register_command": token and _register_command(request, enrollment, token),
+        }
+        response = TemplateResponse(request, "homepot/enrollment_token_issued.html", context)
+        response["Cache-Control"] = "no-store"
+        return response
+
+    @admin.action(description="Revoke the selected tokens", permissions=["change"])
     def revoke(self, request: HttpRequest, queryset: QuerySet) -> None:
         for enrollment in queryset:
             services.enrollment_token_revoke(actor=request.user, enrollment=enrollment)
         self.message_user(request, "Revoked the selected tokens.")
+
+
+def _issued_session_key(pk: int) -> str:
+    return f"homepot.enrollment_token_issued.{pk}"
+
+
+def _register_command(request: HttpRequest, enrollment: EnrollmentToken, token: str) -> str:
+    server_url = request.build_absolute_uri("/").rstrip("/")
+    return (
+        f"homepot-agent register --server {server_url}"
+        f" --site {enrollment.site.public_id} --token {token}"
+    )
 
 
 @admin.register(Event)

@@ -18,7 +18,6 @@ from django.utils import timezone
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
-from devices.feed import FeedCursor, feed_horizon
 from homepot import dashboard
 from homepot.dashboard import GridFilters, Sections
 
@@ -58,7 +57,7 @@ def dashboard_index(request: HttpRequest) -> TemplateResponse:
         **_fragments_context(request),
         "choices": dashboard.grid_choices(),
         "fingerprint": dashboard.dashboard_fingerprint(),
-        "cursor": str(feed_horizon()),
+        "cursor": str(dashboard.feed_cursor_now()),
         "poll_ms": settings.DASHBOARD_POLL_SECONDS * 1000,
     }
     request.current_app = admin.site.name
@@ -73,9 +72,9 @@ def dashboard_poll(request: HttpRequest) -> HttpResponse:
     if request.GET.get("fp") == fingerprint:
         return HttpResponse(status=204)
     try:
-        cursor = FeedCursor.parse(request.GET.get("cursor", ""))
+        cursor = dashboard.feed_cursor_parse(request.GET.get("cursor", ""))
     except ValueError:
-        cursor = feed_horizon()  # a new client: toasts from now on
+        cursor = dashboard.feed_cursor_now()  # a new client: toasts from now on
     sections = Sections.for_user(request.user)
     toasts = dashboard.toasts_after(cursor=cursor, user=request.user, sections=sections)
     context = _fragments_context(request)

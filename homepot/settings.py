@@ -493,15 +493,19 @@ REST_KNOX = {
 # --- Fleet dashboard (the admin's first page, homepot/dashboard.py) ---------------------------
 # Open dashboards poll every DASHBOARD_POLL_SECONDS; an answer is "nothing changed"
 # (204) unless an event was written or DASHBOARD_REFRESH_SECONDS passed (last seen,
-# metrics, sparklines and the ingest rate change without events).
-DASHBOARD_POLL_SECONDS = env_int("DASHBOARD_POLL_SECONDS", 3, minimum=1)
-DASHBOARD_REFRESH_SECONDS = env_int("DASHBOARD_REFRESH_SECONDS", 30, minimum=1)
-DASHBOARD_PAGE_SIZE = env_int("DASHBOARD_PAGE_SIZE", 100, minimum=1)
+# metrics, sparklines and the ingest rate change without events). Tuning, not
+# deployment configuration: plain settings, not read from the environment.
+DASHBOARD_POLL_SECONDS = 3
+DASHBOARD_REFRESH_SECONDS = 30
+DASHBOARD_PAGE_SIZE = 100
 # The metrics a device tile shows (the first three a device reports), with sparklines.
-DASHBOARD_TILE_METRICS = env_list(
-    "DASHBOARD_TILE_METRICS",
-    ["cpu_percent", "memory_percent", "bme680.temperature", "wet.load1", "disk_percent"],
-)
+DASHBOARD_TILE_METRICS = [
+    "cpu_percent",
+    "memory_percent",
+    "bme680.temperature",
+    "wet.load1",
+    "disk_percent",
+]
 
 LOGGING = {
     "version": 1,

@@ -5,6 +5,9 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitVie
 
 from homepot import dashboard_views, health
 
+# HOMEPOT on every admin page, its <title> and the first page's heading.
+admin.site.site_header = admin.site.site_title = admin.site.index_title = "HOMEPOT"
+
 urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/ready", health.readiness, name="health-ready"),

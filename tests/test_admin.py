@@ -105,6 +105,7 @@ def test_creating_an_enrollment_token_shows_it_once(browser, operator, site, cli
             "expires_at_1": expires.strftime("%H:%M:%S"),
             "max_uses": 3,
         },
+        follow=True,  # to the token's own page, where it is shown once
     )
 
     assert response.status_code == 200

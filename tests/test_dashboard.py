@@ -279,3 +279,14 @@ def test_relative_times_read_as_people_say_them():
     assert dashboard.ago(now - timedelta(minutes=5, seconds=3), now) == "5 min ago"
     assert dashboard.ago(now - timedelta(hours=3), now) == "3 h ago"
     assert dashboard.ago(now - timedelta(days=2), now) == "2 d ago"
+
+
+def test_the_states_the_dashboard_counts_are_the_models():
+    from analytics.models import Alert, Severity
+    from commands.models import TERMINAL, Status
+
+    assert set(dashboard.IN_FLIGHT) == set(Status.values) - TERMINAL
+    assert set(dashboard.FAILED) < TERMINAL
+    assert set(dashboard.OPEN_ALERT) == set(Alert.OPEN_STATES)
+    assert set(dashboard.SEVERITIES) == set(Severity.values)
+    assert set(dashboard.DEVICE_STATUSES) == set(Device.Status.values)
