@@ -75,7 +75,9 @@ APPEND_SLASH = False  # the API's paths have no trailing slashes
 TEMPLATES = [
     {
         "BACKEND": "django.template.backends.django.DjangoTemplates",
-        "DIRS": [],
+        # Project templates first: admin/base_site.html (HOMEPOT branding) must win
+        # over django.contrib.admin's own, which APP_DIRS would find first.
+        "DIRS": [BASE_DIR / "homepot" / "templates"],
         "APP_DIRS": True,
         "OPTIONS": {
             "context_processors": [
@@ -409,6 +411,9 @@ LANGUAGE_CODE = "en-us"
 TIME_ZONE = "UTC"
 USE_I18N = True
 USE_TZ = True
+# One date format throughout ("2026-11-30 14:05:09 UTC"): the locale's formats
+# would win over DATETIME_FORMAT settings, so ours come first as a format module.
+FORMAT_MODULE_PATH = ["homepot.formats"]
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
