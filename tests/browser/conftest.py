@@ -13,7 +13,7 @@ import os
 import shutil
 import subprocess
 import urllib.parse
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -128,19 +128,20 @@ def needs_worker_services() -> None:
 
 
 @pytest.fixture
-def celery_worker(tmp_path: Path) -> Iterator[Path]:
-    """A real Celery worker on the test database; yields its log file.
-
-    Its settings come from the environment: a test that needs short intervals
-    sets them with monkeypatch.setenv before asking for this fixture."""
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Path]]:
+    """Starts a real Celery worker on the test database, with settings given as
+    environment variables (DEVICE_OFFLINE_GRACE_SECONDS="0"); returns its log file."""
     needs_worker_services()
-    database = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
-    env = os.environ | {
-        "DATABASE_URL": database._replace(path=f"/{connection.settings_dict['NAME']}").geturl(),
-    }
-    log = tmp_path / "worker.log"
-    worker: subprocess.Popen = worker_start(env, log)
-    try:
-        yield log
-    finally:
+    workers: list[subprocess.Popen] = []
+
+    def start(**settings_env: str) -> Path:
+        database = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+        test_database = database._replace(path=f"/{connection.settings_dict['NAME']}").geturl()
+        env = os.environ | settings_env | {"DATABASE_URL": test_database}
+        log = tmp_path / f"worker-{len(workers)}.log"
+        workers.append(worker_start(env, log))
+        return log
+
+    yield start
+    for worker in workers:
         worker_stop(worker)
