@@ -81,12 +81,12 @@ def test_a_device_that_stops_checking_in_turns_offline_on_the_open_page_with_a_t
     # What beat sends every OFFLINE_SWEEP_SECONDS, run by the real worker.
     celery_app.send_task("devices.tasks.mark_devices_offline")
 
-    (
+    try:
         expect(tile(operator_page, "pi-quiet")).to_have_attribute(
             "data-status", "offline", timeout=LIVE_MS
-        ),
-        log.read_text()[-3000:],
-    )
+        )
+    except AssertionError as missed:
+        raise AssertionError(f"worker log:\n{log.read_text()[-3000:]}") from missed
     expect(card(operator_page, "offline")).to_have_text("1", timeout=LIVE_MS)
     expect(tile(operator_page, "pi-steady")).to_have_attribute("data-status", "online")
     toast = operator_page.locator('#dashboard-toasts [data-kind="device.offline"]')
