@@ -7,30 +7,49 @@ from django.http import HttpRequest
 from analytics.admin_panel import (
     device_lab_context,
     device_powered_boards_context,
-    device_telemetry_context,
+    device_thermal_svg,
 )
 from analytics.alerting.admin import device_alerts_context
-from devices.admin_panels import device_panel_register
+from analytics.device_charts import device_charts_context, device_header_context
+from devices.admin_panels import device_panel_register, device_panel_url
 from devices.models import Device
 
-# First: what needs someone now.
+
+def _header_panel(request: HttpRequest, device: Device) -> dict:
+    return device_header_context(device)
+
+
+# First: what the device is, then what needs someone now.
+device_panel_register(
+    name="header",
+    template="admin/analytics/device_header_panel.html",
+    context=_header_panel,
+    permission="devices.view_device",
+    order=0,
+)
 device_panel_register(
     name="open_alerts",
     template="admin/analytics/alerting/device_alerts_panel.html",
     context=device_alerts_context,
     permission="analytics.view_alert",
+    order=10,
 )
 
 
 def _telemetry_panel(request: HttpRequest, device: Device) -> dict:
-    return device_telemetry_context(device, request.GET.getlist("chart"))
+    live_url = device_panel_url(device, "telemetry", request.GET.urlencode())
+    return {
+        **device_charts_context(device, request.GET, live_url),
+        "thermal_svg": device_thermal_svg(device),
+    }
 
 
 device_panel_register(
     name="telemetry",
-    template="admin/analytics/device_telemetry_panel.html",
+    template="admin/analytics/device_console_panel.html",
     context=_telemetry_panel,
     permission="analytics.view_sample",
+    order=30,
 )
 
 
@@ -43,6 +62,7 @@ device_panel_register(
     template="admin/analytics/device_lab_panel.html",
     context=_lab_panel,
     permission="analytics.view_sample",
+    order=40,
 )
 
 
@@ -55,4 +75,5 @@ device_panel_register(
     template="admin/analytics/device_powered_boards_panel.html",
     context=_powered_boards_panel,
     permission="analytics.view_sample",
+    order=50,
 )

@@ -13,40 +13,11 @@ from analytics import charts, queries
 from analytics.models import LatestValue, ThermalFrame
 from devices.models import Device, SshTarget
 
-DEFAULT_CHARTS = ["cpu_percent", "memory_percent", "disk_percent"]
-CHART_STEP_SECONDS = 300
-MAX_CHARTS = 6
 
-
-def device_telemetry_context(device: Device, chosen: list[str]) -> dict:
-    latest = queries.latest_values(device.pk)
-    names = list(latest)
-    chosen = (
-        [name for name in chosen if name in latest][:MAX_CHARTS]
-        or [name for name in DEFAULT_CHARTS if name in latest]
-        or names[:2]
-    )
-    now = timezone.now()
-    chart_svgs = []
-    for name in chosen:
-        series = queries.metric_series(
-            device_pk=device.pk,
-            name=name,
-            start=now - timedelta(hours=24),
-            end=now,
-            step=CHART_STEP_SECONDS,
-            agg="avg",
-        )
-        # SVG we generate; metric names are validated at ingest (no markup possible)
-        chart_svgs.append(mark_safe(charts.metric_chart_svg(name, series.points)))
+def device_thermal_svg(device: Device) -> str | None:
+    """The latest thermal frame as a heatmap (None: the device sent none)."""
     frame = ThermalFrame.objects.filter(device_id=device.pk).first()
-    return {
-        "latest_metrics": latest,
-        "metric_names": names,
-        "chosen_charts": chosen,
-        "chart_svgs": chart_svgs,
-        "thermal_svg": mark_safe(charts.thermal_heatmap_svg(frame)) if frame else None,
-    }
+    return mark_safe(charts.thermal_heatmap_svg(frame)) if frame else None
 
 
 # --- The lab monitor panel -----------------------------------------------------------------------

@@ -5,6 +5,7 @@ from elsewhere: the SVG is complete in the page.
 """
 
 import re
+from datetime import UTC, datetime
 
 import pygal
 from django.utils.html import escape
@@ -35,23 +36,114 @@ def _y_range(values: list[float]) -> tuple[float, float] | None:
     return low - magnitude * 0.01, high + magnitude * 0.01
 
 
-def metric_chart_svg(name: str, points: list[dict]) -> str:
-    values = [p["value"] for p in points if p["value"] is not None]
-    chart = pygal.DateTimeLine(
-        range=_y_range(values),
-        title=name,
-        height=260,
+# (suffix or part of a metric name, unit): the first that matches names the unit.
+UNIT_RULES = [
+    ("percent", "%"),
+    ("humidity", "%"),
+    ("temperature", "°C"),
+    ("wet.temp.", "°C"),
+    ("voltage", "V"),
+    ("current", "A"),
+    ("power", "W"),
+    ("rpm", "rpm"),
+    ("bytes", "B"),
+    ("seconds", "s"),
+]
+# Tick spacings for a time axis, seconds: the first that gives at most MAX_TICKS ticks.
+TICK_SPACINGS = [60, 300, 600, 1800, 3600, 3 * 3600, 6 * 3600, 12 * 3600, 86400, 2 * 86400]
+TICK_SPACINGS += [7 * 86400, 14 * 86400, 30 * 86400, 91 * 86400, 365 * 86400]
+MAX_TICKS = 8
+
+
+def metric_unit(name: str) -> str:
+    """The unit of a metric as its name says it ("" where the name does not tell)."""
+    lowered = name.lower()
+    return next((unit for part, unit in UNIT_RULES if part in lowered), "")
+
+
+def time_format(span_seconds: float) -> str:
+    """Labels as precise as the range needs: times within a day, dates beyond a week."""
+    if span_seconds <= 86400:
+        return "%H:%M"
+    if span_seconds <= 7 * 86400:
+        return "%m-%d %H:%M"
+    return "%Y-%m-%d"
+
+
+def time_ticks(start: datetime, end: datetime) -> list[datetime]:
+    """At most MAX_TICKS round times in [start, end], spaced so that no two share a
+    label in time_format (pygal's own labels repeat "10:00" across days)."""
+    span = max(end.timestamp() - start.timestamp(), 1.0)
+    spacing = next((s for s in TICK_SPACINGS if span / s <= MAX_TICKS), TICK_SPACINGS[-1])
+    if time_format(span) == "%Y-%m-%d":
+        spacing = max(spacing, 86400)
+    first = -(-int(start.timestamp()) // spacing) * spacing
+    return [
+        datetime.fromtimestamp(ts, tz=UTC) for ts in range(first, int(end.timestamp()) + 1, spacing)
+    ]
+
+
+def _time_chart(
+    title: str, unit: str, start: datetime | None, end: datetime | None, **options: object
+) -> pygal.DateTimeLine:
+    span = (end.timestamp() - start.timestamp()) if start and end else 86400
+    label_format = time_format(span)
+    return pygal.DateTimeLine(
+        title=title,  # the unit is on the y axis
+        y_title=unit or None,
+        x_title="UTC",
+        x_labels=time_ticks(start, end) if start and end else None,
         width=900,
-        show_legend=False,
         show_dots=False,
         x_label_rotation=20,
-        x_value_formatter=lambda ts: ts.strftime("%H:%M"),
+        x_value_formatter=lambda ts: ts.strftime(label_format),
         style=LightStyle,
         js=[],  # pygal would otherwise link its tooltip script from a CDN
         disable_xml_declaration=True,
+        **options,
+    )
+
+
+def metric_chart_svg(
+    name: str,
+    points: list[dict],
+    *,
+    start: datetime | None = None,
+    end: datetime | None = None,
+) -> str:
+    """One metric of one device; with start and end, its time axis is labelled for
+    that range (without, for the last 24 hours)."""
+    values = [p["value"] for p in points if p["value"] is not None]
+    chart = _time_chart(
+        name, metric_unit(name), start, end, range=_y_range(values), show_legend=False, height=260
     )
     chart.add(name, [(p["ts"], p["value"]) for p in points])
     return _INLINE_SCRIPT.sub("", chart.render(is_unicode=True))
+
+
+SITE_CHART_CLASS = "homepot-site-chart"
+
+
+def site_chart_svg(
+    name: str, series: dict[str, list[dict]], *, start: datetime, end: datetime
+) -> str:
+    """One metric across several devices (one line each, named in the legend)."""
+    values = [p["value"] for points in series.values() for p in points if p["value"] is not None]
+    chart = _time_chart(
+        name,
+        metric_unit(name),
+        start,
+        end,
+        range=_y_range(values),
+        show_legend=True,
+        legend_at_bottom=True,
+        height=320,
+    )
+    for label, points in series.items():
+        chart.add(label, [(p["ts"], p["value"]) for p in points])
+    svg = _INLINE_SCRIPT.sub("", chart.render(is_unicode=True))
+    # Its own class: pages and tests tell a site chart from a device's charts.
+    return svg.replace('class="pygal-chart"', f'class="pygal-chart {SITE_CHART_CLASS}"', 1)
 
 
 # The thermal palette: (fraction of the frame's range, RGB). The live view's script

@@ -4,38 +4,31 @@ and queue actions of the device page."""
 from django.contrib import admin, messages
 from django.db.models import QuerySet
 from django.http import HttpRequest
-from django.urls import path, reverse
+from django.urls import path
 from django.utils.html import format_html_join
 
 from commands import selectors, services
 from commands.admin_actions import DEVICE_ACTIONS
 from commands.admin_lab import lab_command_queue, lab_controls_context
+from commands.device_commands import device_command_queue, device_commands_context
 from commands.models import Command, CommandGroup
 from devices.admin import ReadOnlyAdmin
 from devices.admin_panels import device_actions_register, device_panel_register
-from devices.models import Device
 from homepot.errors import ServiceError
-
-
-def _commands_panel(request: HttpRequest, device: Device) -> dict:
-    changelist = reverse("admin:commands_command_changelist")
-    return {
-        "commands": selectors.device_commands_latest(device=device),
-        "all_commands_url": f"{changelist}?device__id__exact={device.pk}",
-    }
-
 
 device_panel_register(
     name="commands",
-    template="admin/commands/device_commands_panel.html",
-    context=_commands_panel,
+    template="admin/commands/device_commands.html",
+    context=device_commands_context,
     permission="commands.view_command",
+    order=20,
 )
 device_panel_register(
     name="lab_controls",
     template="admin/commands/device_lab_controls_panel.html",
     context=lab_controls_context,
     permission="commands.add_command",
+    order=25,
 )
 device_actions_register(*DEVICE_ACTIONS)
 
@@ -92,7 +85,13 @@ class CommandAdmin(ReadOnlyAdmin):
             self.admin_site.admin_view(lab_command_queue),
             name="commands_lab_queue",
         )
-        return [lab, *super().get_urls()]
+        # the command forms of a device page post here (see commands.device_commands)
+        device_queue = path(
+            "device/<int:device_pk>/queue/",
+            self.admin_site.admin_view(device_command_queue),
+            name="commands_device_queue",
+        )
+        return [lab, device_queue, *super().get_urls()]
 
     def has_cancel_command_permission(self, request: HttpRequest) -> bool:
         return request.user.has_perm("commands.cancel_command")

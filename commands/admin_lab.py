@@ -61,11 +61,14 @@ def lab_command_queue(request: HttpRequest, device_pk: int) -> HttpResponseRedir
         messages.error(request, f"Unknown lab control {control!r}.")
     else:
         command_type, payload = CONTROLS[control]
-        _queue(request, device, command_type, payload(request.POST))
+        admin_command_queue(request, device, command_type, payload(request.POST))
     return HttpResponseRedirect(reverse("admin:devices_device_change", args=[device.pk]))
 
 
-def _queue(request: HttpRequest, device: Device, command_type: str, payload: dict) -> None:
+def admin_command_queue(
+    request: HttpRequest, device: Device, command_type: str, payload: dict
+) -> None:
+    """Queue one command from an admin page as the API would; the outcome is a message."""
     try:
         spec = CommandSpec.validated(command_type=command_type, payload=payload)
         command_enqueue(actor=request.user, device=device, spec=spec)

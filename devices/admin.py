@@ -11,7 +11,7 @@ from django.urls import path, reverse
 from django.utils import timezone
 
 from devices import selectors, services
-from devices.admin_panels import device_actions, device_panels_render
+from devices.admin_panels import device_actions, device_panel_render, device_panels_render
 from devices.events import audit_record
 from devices.models import (
     AuditEntry,
@@ -203,6 +203,25 @@ class DeviceAdmin(AuditedAdmin):
                 self._warn_of_identity_conflict(request, device)
             extra_context = {**(extra_context or {}), **self._page_context(request, device)}
         return super().change_view(request, object_id, form_url, extra_context)
+
+    def get_urls(self) -> list:
+        panel = path(
+            "<path:object_id>/panel/<slug:name>/",
+            self.admin_site.admin_view(self.panel_view),
+            name="devices_device_panel",
+        )
+        return [panel, *super().get_urls()]
+
+    def panel_view(self, request: HttpRequest, object_id: str, name: str) -> HttpResponse:
+        """One panel of the device page alone: the page's script polls it and swaps
+        the parts marked live, so the page follows the device without a reload."""
+        device = self.get_object(request, unquote(object_id))
+        if device is None or not self.has_view_or_change_permission(request, device):
+            raise Http404("No such device.")
+        rendered = device_panel_render(request, device, name)
+        if rendered is None:
+            raise Http404("No such panel.")
+        return TemplateResponse(request, rendered.template, {"panel": rendered.context})
 
     def _page_context(self, request: HttpRequest, device: Device) -> dict:
         """The latest events (not all: a long history would make a huge page) and

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.http import HttpRequest
+from django.urls import reverse
 
 from devices.models import Device
 
@@ -28,6 +29,7 @@ class DevicePanel:
     template: str
     context: PanelContext
     permission: str
+    order: int  # panels show in ascending order, then in registration order
 
 
 @dataclass(frozen=True)
@@ -42,10 +44,11 @@ _actions: dict[str, DeviceAction] = {}
 
 
 def device_panel_register(
-    *, name: str, template: str, context: PanelContext, permission: str
+    *, name: str, template: str, context: PanelContext, permission: str, order: int = 100
 ) -> None:
+    """`order` places the panel whatever order the apps load in (the header first: 0)."""
     _panels[name] = DevicePanel(
-        name=name, template=template, context=context, permission=permission
+        name=name, template=template, context=context, permission=permission, order=order
     )
 
 
@@ -57,9 +60,24 @@ def device_actions_register(*actions: DeviceAction) -> None:
 def device_panels_render(request: HttpRequest, device: Device) -> list[RenderedPanel]:
     return [
         RenderedPanel(template=panel.template, context=panel.context(request, device))
-        for panel in _panels.values()
+        for panel in sorted(_panels.values(), key=lambda panel: panel.order)
         if request.user.has_perm(panel.permission)
     ]
+
+
+def device_panel_render(request: HttpRequest, device: Device, name: str) -> RenderedPanel | None:
+    """One panel alone (the page polls it to stay live), or None: no such panel, or
+    not for this user."""
+    panel = _panels.get(name)
+    if panel is None or not request.user.has_perm(panel.permission):
+        return None
+    return RenderedPanel(template=panel.template, context=panel.context(request, device))
+
+
+def device_panel_url(device: Device, name: str, query: str = "") -> str:
+    """Where the device page fetches panel `name` alone (DeviceAdmin.panel_view)."""
+    url = reverse("admin:devices_device_panel", args=[device.pk, name])
+    return f"{url}?{query}" if query else url
 
 
 def device_actions() -> list[DeviceAction]:
