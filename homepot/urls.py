@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from homepot import dashboard_views, health
+from homepot import api_docs, dashboard_views, health
 
 # HOMEPOT on every admin page, its <title> and the first page's heading.
 admin.site.site_header = admin.site.site_title = admin.site.index_title = "HOMEPOT"
@@ -14,6 +14,9 @@ urlpatterns = [
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file: no inline script (CSP).
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
+    # Redoc with nothing from another host (homepot/api_docs.py says what that takes).
+    path("api/redoc", api_docs.RedocView.as_view(url_name="schema"), name="redoc"),
+    path("api/redoc/redoc.standalone.js", api_docs.redoc_bundle, name="redoc-bundle"),
     path("api/v1/", include("analytics.urls")),
     path("api/v1/", include("commands.urls")),
     path("api/v1/", include("devices.urls")),
