@@ -175,7 +175,9 @@ def _device_chart(device: Device, name: str, chart_range: ChartRange, now: datet
         agg="avg",
         now=now,
     )
-    svg = charts.metric_chart_svg(name, series.points, start=series.start, end=series.end)
+    # Labelled for the range asked for (series.start is aligned down to the step),
+    # as the site chart is.
+    svg = charts.metric_chart_svg(name, series.points, start=chart_range.start, end=chart_range.end)
     # SVG we generate; metric names are validated at ingest (no markup possible)
     return {
         "name": name,

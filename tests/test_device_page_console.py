@@ -197,9 +197,12 @@ def test_time_labels_do_not_repeat(viewer, pi, range_name):
     html = page(browser_for(viewer), pi, f"?range={range_name}")
     chart = html.split('data-metric="cpu_percent"')[1].split("</svg>")[0]
 
+    site_chart = html.split('id="homepot-site-chart"')[1].split('class="legends"')[0]
+
     labels = [label for label in x_labels(chart) if label != "UTC"]
     assert len(labels) >= 3
     assert len(labels) == len(set(labels))
+    assert [label for label in x_labels(site_chart) if label != "UTC"] == labels
 
 
 # --- Site chart ------------------------------------------------------------------------------
