@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed-$(shell cat pyproject.toml agent_client/pyproject.to
 HOMEPOT_PORT ?= 8000
 export HOMEPOT_PORT
 
-.PHONY: install run manage test lint bench clean
+.PHONY: install run manage test test-fast lint bench screenshots clean
 
 # The embedded default is a development setup: DEBUG on (and with it a
 # development SECRET_KEY), SQLite, file cache and file broker under var/.
@@ -41,6 +41,10 @@ manage:
 test: install
 	DEBUG=true $(BIN)/pytest
 
+# Without the real-browser suite (tests/browser, marker `browser`).
+test-fast: install
+	DEBUG=true $(BIN)/pytest -m "not browser"
+
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -52,6 +56,10 @@ bench: install
 	$(BIN)/python bench/lab_footprint.py --minutes 3
 	$(BIN)/python bench/ssh_bench.py
 	$(BIN)/python bench/alert_bench.py
+
+# PNGs of the dashboard, a device page and a thermal view from a seeded demo, in Chromium.
+screenshots: install
+	$(BIN)/python bench/screenshots.py
 
 clean:
 	rm -rf var staticfiles
