@@ -430,3 +430,16 @@ def test_the_page_costs_the_same_queries_whatever_the_history_and_the_site(
         Command.objects.create(device=pi, command_type="ping", timeout_seconds=60)
 
     assert queries_for_page() == few
+
+
+def test_a_lab_monitor_keeps_psu_and_arp_in_its_lab_controls(operator_browser, make_agent):
+    lab = make_agent("lab-1", device_type="lab_monitor").device
+
+    html = page(operator_browser, lab)
+    commands = section(html, "homepot-commands")
+    response = queue(operator_browser, lab, "psu_set", voltage="5")
+
+    assert 'value="ping"' in commands
+    assert 'value="psu_set"' not in commands  # one place per control, not two
+    assert 'value="psu_set"' in section(html, "homepot-lab-controls")
+    assert "not allowed" in page_messages(response)[0]
