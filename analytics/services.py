@@ -27,6 +27,7 @@ from analytics.models import (
 from devices.auth import DeviceIdentity
 from devices.models import Device
 from homepot.errors import ServiceError
+from homepot.metrics import ingest_counted
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +207,7 @@ def _samples_store(
         )
         _note_late_samples(device_pk, [ts for ts, _ in samples])
         transaction.on_commit(lambda: _remember_names(device_pk, names))
+        transaction.on_commit(lambda: ingest_counted(samples=len(samples), values=values))
     return IngestResult(batch_id, len(samples), values)
 
 

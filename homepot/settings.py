@@ -53,6 +53,8 @@ MIDDLEWARE = [
     # First: refuses hostile input before any other work, and makes every
     # answer under /api/ JSON (404s, 413s, 500s, 503s for a backend outage).
     "homepot.middleware.ApiGuardMiddleware",
+    # Counts and times every request for GET /metrics (by view name, status class).
+    "homepot.metrics.RequestMetricsMiddleware",
     "django.middleware.security.SecurityMiddleware",
     "csp.middleware.CSPMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -494,6 +496,10 @@ REST_KNOX = {
     "TOKEN_TTL": timedelta(days=API_TOKEN_TTL_DAYS) if API_TOKEN_TTL_DAYS else None,
     "AUTO_REFRESH": False,
 }
+
+# --- Prometheus (GET /metrics, homepot/metrics.py) -------------------------------------------
+# Off (404) unless set; scrapers send "Authorization: Bearer <token>".
+METRICS_BEARER_TOKEN = env_str("METRICS_BEARER_TOKEN", "")
 
 # --- Fleet dashboard (the admin's first page, homepot/dashboard.py) ---------------------------
 # Open dashboards poll every DASHBOARD_POLL_SECONDS; an answer is "nothing changed"

@@ -3,7 +3,7 @@ from django.urls import include, path
 from django.views.generic import RedirectView
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerSplitView
 
-from homepot import api_docs, dashboard_views, health
+from homepot import api_docs, dashboard_views, health, metrics
 
 # HOMEPOT on every admin page, its <title> and the first page's heading.
 admin.site.site_header = admin.site.site_title = admin.site.index_title = "HOMEPOT"
@@ -11,6 +11,8 @@ admin.site.site_header = admin.site.site_title = admin.site.index_title = "HOMEP
 urlpatterns = [
     path("health", health.liveness, name="health"),
     path("health/ready", health.readiness, name="health-ready"),
+    # Prometheus; 404 unless METRICS_BEARER_TOKEN is set (homepot/metrics.py).
+    path("metrics", metrics.metrics_view, name="metrics"),
     path("api/schema", SpectacularAPIView.as_view(), name="schema"),
     # The split view serves its init script as a file: no inline script (CSP).
     path("api/docs", SpectacularSwaggerSplitView.as_view(url_name="schema"), name="docs"),
