@@ -9,7 +9,7 @@ latest values and rollups in one query each.
 
 import time
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -65,6 +65,11 @@ class Sections:
     commands: bool
     ingest: bool
     events: bool
+
+    @property
+    def key(self) -> str:
+        """The sections as a short string, for cache keys ("1011")."""
+        return "".join("1" if shown else "0" for shown in astuple(self))
 
     @classmethod
     def for_user(cls, user: AbstractBaseUser) -> "Sections":
