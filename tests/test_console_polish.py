@@ -219,3 +219,78 @@ def test_the_copy_script_is_served_by_this_server(console):
     script = b"".join(response.streaming_content).decode()
     assert "data-copy-target" in script or "copyTarget" in script
     assert "execCommand" in script  # plain-http lab servers have no Clipboard API
+
+
+# --- in a real Chromium (the browser suite's harness: marker browser) ---------------------
+
+from playwright.sync_api import Page, expect  # noqa: E402
+
+from tests.browser.conftest import (  # noqa: E402, F401 (fixtures)
+    PageWatch,
+    admin_login,
+    browser_context_args,
+    browser_type_launch_args,
+    page_watch,
+    watched_page,
+)
+
+PAGE_WIDTH = "document.documentElement.scrollWidth"
+LIST_WIDTHS = """(() => {
+  const box = document.querySelector("#changelist-form .results");
+  return [box.scrollWidth, box.clientWidth];
+})()"""
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("width", [1024, 1400, 1920])
+def test_the_lists_fit_the_window_and_scroll_inside_their_box(
+    watched_page: Page,  # noqa: F811 (the imported fixtures)
+    page_watch: PageWatch,  # noqa: F811
+    make_agent,
+    enqueue,
+    admin_user,
+    width,
+):
+    for n in range(5):
+        agent = make_agent(f"pi-{n}-" + "x" * 50, name="A device with a long descriptive name " * 3)
+        enqueue(agent, "restart_service", {"service": "long-service-name-" + "y" * 60 + ".service"})
+    watched_page.set_viewport_size({"width": width, "height": 900})
+
+    admin_login(watched_page, admin_user, next_path="/admin/devices/device/")
+    expect(watched_page.locator("#result_list")).to_be_visible()
+    assert watched_page.evaluate(PAGE_WIDTH) <= width
+    # Long names wrap in their cells: the device list needs no sideways scrolling
+    # (Django's own sheets alone: 1071 px of table in a 751 px box at 1400).
+    if width >= 1400:
+        table_width, box_width = watched_page.evaluate(LIST_WIDTHS)
+        assert table_width <= box_width
+    for path in ["/admin/commands/command/", "/admin/devices/event/"]:
+        watched_page.goto(path)
+        expect(watched_page.locator("#result_list")).to_be_visible()
+        assert watched_page.evaluate(PAGE_WIDTH) <= width, path  # wider lists scroll in their box
+    page_watch.assert_clean()
+
+
+@pytest.mark.browser
+@pytest.mark.django_db(transaction=True)
+def test_the_copy_button_copies_the_register_command(
+    watched_page: Page,  # noqa: F811 (the imported fixtures)
+    page_watch: PageWatch,  # noqa: F811
+    operator,
+    site,
+):
+    watched_page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    admin_login(watched_page, operator, next_path="/admin/devices/enrollmenttoken/add/")
+    watched_page.select_option("#id_site", str(site.pk))
+    watched_page.click("input[name=_save]")
+    expect(watched_page.locator("#homepot-register-command")).to_be_visible()
+    command = watched_page.locator("#homepot-register-command").inner_text().strip()
+
+    watched_page.click("button[data-copy-target=homepot-register-command]")
+
+    expect(watched_page.locator(".homepot-copy-status").nth(1)).to_have_text("Copied")
+    assert watched_page.evaluate("navigator.clipboard.readText()") == command
+    assert command.startswith("homepot-agent register --server http://localhost:")
+    assert " --site lab-1 --token het_" in command
+    page_watch.assert_clean()
