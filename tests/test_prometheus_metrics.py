@@ -2,12 +2,17 @@
 from the database, request and ingest counters, several processes summed."""
 
 import os
+import signal
 import subprocess
 import sys
+import time
+import urllib.parse
 from pathlib import Path
 
 import pytest
 import redis
+import requests
+from django.db import connection
 from django.test import Client
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
@@ -207,3 +212,63 @@ def test_with_a_multiprocess_directory_the_counts_of_every_process_add_up(
     assert samples[("homepot_telemetry_samples_ingested_total", ())] == 5
     assert samples[("homepot_telemetry_values_ingested_total", ())] == 15
     assert ("homepot_devices", (("status", "new"),)) in samples  # the fleet gauges still
+
+
+def _gunicorn_start(env: dict[str, str], port: int, log: Path) -> subprocess.Popen:
+    command = [sys.executable, "-m", "gunicorn", "homepot.wsgi:application"]
+    command += ["--workers=2", f"--bind=127.0.0.1:{port}", "--access-logfile=-"]
+    with log.open("ab") as out:
+        return subprocess.Popen(
+            command, cwd=ROOT, env=env, stdout=out, stderr=out, start_new_session=True
+        )
+
+
+def _wait_until_up(base: str, log: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(f"{base}/health", timeout=2).ok:
+                return
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
+@pytest.mark.django_db(transaction=True)
+def test_two_gunicorn_workers_answer_with_the_sum_of_both(tmp_path, free_tcp_port):
+    if connection.vendor != "postgresql":
+        pytest.skip("the server processes need the test database on PostgreSQL")
+    database = urllib.parse.urlsplit(os.environ["DATABASE_URL"])
+    directory = tmp_path / "prometheus"
+    directory.mkdir()
+    env = os.environ | {
+        "DATABASE_URL": database._replace(path=f"/{connection.settings_dict['NAME']}").geturl(),
+        "PROMETHEUS_MULTIPROC_DIR": str(directory),
+        "METRICS_BEARER_TOKEN": TOKEN,
+    }
+    base, log = f"http://127.0.0.1:{free_tcp_port}", tmp_path / "gunicorn.log"
+    server = _gunicorn_start(env, free_tcp_port, log)
+    try:
+        _wait_until_up(base, log)
+        # Many requests on fresh connections: both workers answer some of them.
+        for _ in range(40):
+            requests.get(f"{base}/health", timeout=5)
+        answers = [
+            requests.get(f"{base}/metrics", headers={"Authorization": f"Bearer {TOKEN}"}, timeout=5)
+            for _ in range(6)
+        ]
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        server.wait(timeout=30)
+
+    health = 'homepot_http_requests_total{method="GET",status="2xx",view="health"}'
+    counts = set()
+    for answer in answers:
+        assert answer.status_code == 200
+        line = next(line for line in answer.text.splitlines() if line.startswith(health))
+        counts.add(float(line.split()[-1]))
+    # Every scrape, whichever worker answered, counts all 40 (+ the start-up probes).
+    assert min(counts) >= 40
+    worker_files = {p.name.rsplit("_", 1)[-1] for p in directory.glob("counter_*.db")}
+    assert len(worker_files) >= 2, worker_files  # both workers counted something
