@@ -102,6 +102,13 @@ def open_first_tile(page: Page, device_type: str) -> None:
     page.wait_for_load_state("networkidle")
 
 
+def scroll_to_top(page: Page, selector: str) -> None:
+    """The element at the top of the window, when the page has it."""
+    element = page.locator(selector)
+    if element.count():
+        element.first.evaluate("node => node.scrollIntoView()")
+
+
 def shoot(page: Page, name: str) -> Path:
     path = OUT / f"{name}.png"
     page.screenshot(path=str(path))
@@ -119,12 +126,13 @@ def take_screenshots(base_url: str, password: str) -> list[Path]:
         page.wait_for_load_state("networkidle")
         shots = [shoot(page, "dashboard")]
         open_first_tile(page, "simulated")
+        # The device's own panels (header, latest values, charts) rather than its form.
+        scroll_to_top(page, "#homepot-device-header")
         shots.append(shoot(page, "device-page"))
         open_first_tile(page, "lab_monitor")
         # A frame the live view drew itself (the page polls while it is open).
         page.wait_for_selector("#homepot-thermal-live svg.homepot-heatmap", timeout=30_000)
-        # The lab monitor's panel at the top of the window.
-        page.locator("#homepot-lab").evaluate("panel => panel.scrollIntoView()")
+        scroll_to_top(page, "#homepot-lab")
         shots.append(shoot(page, "thermal-view"))
         browser.close()
     return shots
