@@ -12,6 +12,7 @@ the test when it ends.
 import os
 import shutil
 import subprocess
+import threading
 import urllib.parse
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -20,8 +21,13 @@ from pathlib import Path
 import pytest
 from django.contrib.auth.models import User
 from django.db import connection
+from django.utils import timezone
+from homepot_agent.config import AgentConfig
+from homepot_agent.executor import Executor
+from homepot_agent.transport import ApiClient
 from playwright.sync_api import ConsoleMessage, Page, Request
 
+from tests.conftest import Agent
 from tests.test_ssh_runner import worker_start, worker_stop
 
 # pytest-playwright's sync API runs an event loop in the test's thread; Django
@@ -145,3 +151,41 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Path]]:
     yield start
     for worker in workers:
         worker_stop(worker)
+
+
+class DeviceLoop:
+    """The device's side, as the agent runs it: poll /pending, ack, execute with the
+    agent's Executor, report. A thread, polling every 0.2 s until stopped."""
+
+    def __init__(self, base_url: str, agent: Agent) -> None:
+        device_id = agent.device.public_id
+        self.client = ApiClient(base_url, device_id=device_id, api_key=agent.api_key)
+        self.device_id = device_id
+        self.executor = Executor(AgentConfig())
+        self.stopped = threading.Event()
+        self.failure: BaseException | None = None
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        try:
+            while not self.stopped.wait(0.2):
+                for command in self.client.pending().commands:
+                    self.handle(command)
+        except BaseException as failure:  # the test reports it; a thread would only print
+            self.failure = failure
+
+    def handle(self, command: dict) -> None:
+        command_id = str(command["command_id"])
+        self.client.ack(self.device_id, command_id)
+        outcome = self.executor.execute(command)
+        self.client.report(command_id, outcome.as_report(timezone.now().isoformat()))
+
+
+@pytest.fixture
+def device_loop(live_server, agent: Agent) -> Iterator[DeviceLoop]:  # noqa: ANN001
+    loop = DeviceLoop(live_server.url, agent)
+    loop.thread.start()
+    yield loop
+    loop.stopped.set()
+    loop.thread.join(timeout=10)
+    assert loop.failure is None, f"the device loop failed: {loop.failure!r}"

@@ -91,3 +91,30 @@ def test_a_device_that_stops_checking_in_turns_offline_on_the_open_page_with_a_t
     expect(tile(operator_page, "pi-steady")).to_have_attribute("data-status", "online")
     toast = operator_page.locator('#dashboard-toasts [data-kind="device.offline"]')
     expect(toast).to_contain_text("pi-quiet", timeout=LIVE_MS)
+
+
+def test_a_device_that_checks_in_turns_online_on_the_open_page_with_a_toast(
+    operator_page: Page, live_server, agent
+):
+    operator_page.goto("/admin/")
+    expect(tile(operator_page, agent.device.public_id)).to_have_attribute("data-status", "new")
+
+    heartbeat(live_server.url, agent)
+
+    expect(tile(operator_page, agent.device.public_id)).to_have_attribute(
+        "data-status", "online", timeout=LIVE_MS
+    )
+    expect(card(operator_page, "online")).to_have_text("1")
+    toast = operator_page.locator('#dashboard-toasts [data-kind="device.online"]')
+    expect(toast).to_contain_text(agent.device.public_id)
+
+
+def test_the_operators_command_finishing_shows_a_toast(
+    operator_page: Page, agent, enqueue, device_loop
+):
+    operator_page.goto("/admin/")
+
+    enqueue(agent, "ping")  # queued by this operator; the device loop runs it
+
+    toast = operator_page.locator('#dashboard-toasts [data-kind="command.succeeded"]')
+    expect(toast).to_contain_text(agent.device.public_id, timeout=LIVE_MS)

@@ -2,15 +2,10 @@
 a device (the agent's own transport and executor) runs, and what a viewer sees."""
 
 import re
-import threading
-from collections.abc import Iterator
 from datetime import datetime, timedelta
 
 import pytest
 from django.utils import timezone
-from homepot_agent.config import AgentConfig
-from homepot_agent.executor import Executor
-from homepot_agent.transport import ApiClient
 from playwright.sync_api import Page, expect
 
 from analytics import services
@@ -69,44 +64,6 @@ def test_the_range_picker_changes_the_charts_range(operator_page: Page, agent):
     expect(
         operator_page.locator('#homepot-device-charts [data-metric="cpu_percent"] svg')
     ).to_be_visible()
-
-
-class DeviceLoop:
-    """The device's side, as the agent runs it: poll /pending, ack, execute with the
-    agent's Executor, report. A thread, polling every 0.2 s until stopped."""
-
-    def __init__(self, base_url: str, agent) -> None:
-        device_id = agent.device.public_id
-        self.client = ApiClient(base_url, device_id=device_id, api_key=agent.api_key)
-        self.device_id = device_id
-        self.executor = Executor(AgentConfig())
-        self.stopped = threading.Event()
-        self.failure: BaseException | None = None
-        self.thread = threading.Thread(target=self.run, daemon=True)
-
-    def run(self) -> None:
-        try:
-            while not self.stopped.wait(0.2):
-                for command in self.client.pending().commands:
-                    self.handle(command)
-        except BaseException as failure:  # the test reports it; a thread would only print
-            self.failure = failure
-
-    def handle(self, command: dict) -> None:
-        command_id = str(command["command_id"])
-        self.client.ack(self.device_id, command_id)
-        outcome = self.executor.execute(command)
-        self.client.report(command_id, outcome.as_report(timezone.now().isoformat()))
-
-
-@pytest.fixture
-def device_loop(live_server, agent) -> Iterator[DeviceLoop]:
-    loop = DeviceLoop(live_server.url, agent)
-    loop.thread.start()
-    yield loop
-    loop.stopped.set()
-    loop.thread.join(timeout=10)
-    assert loop.failure is None, f"the device loop failed: {loop.failure!r}"
 
 
 def test_a_ping_queued_on_the_device_page_succeeds_on_that_page(
