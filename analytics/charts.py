@@ -84,15 +84,23 @@ def time_ticks(start: datetime, end: datetime) -> list[datetime]:
 
 
 def _time_chart(
-    title: str, unit: str, start: datetime | None, end: datetime | None, **options: object
+    title: str,
+    unit: str,
+    start: datetime | None,
+    end: datetime | None,
+    *,
+    values: list[float],
+    **options: object,
 ) -> pygal.DateTimeLine:
     span = (end.timestamp() - start.timestamp()) if start and end else 86400
     label_format = time_format(span)
+    # pygal cannot place fixed x labels on a chart without a single value.
+    ticks = time_ticks(start, end) if start and end and values else None
     return pygal.DateTimeLine(
         title=title,  # the unit is on the y axis
         y_title=unit or None,
         x_title="UTC",
-        x_labels=time_ticks(start, end) if start and end else None,
+        x_labels=ticks,
         width=900,
         show_dots=False,
         x_label_rotation=20,
@@ -115,7 +123,14 @@ def metric_chart_svg(
     that range (without, for the last 24 hours)."""
     values = [p["value"] for p in points if p["value"] is not None]
     chart = _time_chart(
-        name, metric_unit(name), start, end, range=_y_range(values), show_legend=False, height=260
+        name,
+        metric_unit(name),
+        start,
+        end,
+        values=values,
+        range=_y_range(values),
+        show_legend=False,
+        height=260,
     )
     chart.add(name, [(p["ts"], p["value"]) for p in points])
     return _INLINE_SCRIPT.sub("", chart.render(is_unicode=True))
@@ -134,6 +149,7 @@ def site_chart_svg(
         metric_unit(name),
         start,
         end,
+        values=values,
         range=_y_range(values),
         show_legend=True,
         legend_at_bottom=True,
