@@ -66,18 +66,9 @@ def overflow(page: Page) -> int:
 
 
 WIDE_PAGES = [
-    pytest.param(
-        1024,
-        "dashboard",
-        marks=pytest.mark.xfail(
-            reason="at 1024 px the dashboard pushes the admin's Recent actions (#content-related) "
-            "270 px past the window's edge"
-        ),
-    ),
-    (1024, "device list"),
-    (1024, "device page"),
-] + [
-    (width, name) for width in (1440, 1920) for name in ("dashboard", "device list", "device page")
+    (width, name)
+    for width in (1024, 1440, 1920)
+    for name in ("dashboard", "device list", "device page")
 ]
 
 
