@@ -56,6 +56,7 @@ bench: install
 	$(BIN)/python bench/lab_footprint.py --minutes 3
 	$(BIN)/python bench/ssh_bench.py
 	$(BIN)/python bench/alert_bench.py
+	$(BIN)/python bench/dashboard_bench.py
 
 # PNGs of the dashboard, a device page and a thermal view from a seeded demo, in Chromium.
 screenshots: install
