@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from django.conf import settings
-from django.db import connections, transaction
+from django.db import transaction
 from django.db.models import Q, QuerySet
 from django.utils import timezone
 
@@ -32,6 +32,7 @@ from devices.events import (
 )
 from devices.models import Device, Event, Site
 from homepot.errors import ConflictError, ServiceError
+from homepot.post_migrate import synced_model
 
 SILENCE_MAX = timedelta(days=365)
 SILENCE_FROM_ALERT_MAX_HOURS = 24 * 365
@@ -349,14 +350,9 @@ def alert_rules_builtin_sync(**kwargs: Any) -> None:
     """post_migrate: create the built-in rules that are missing. An existing one
     is never changed (operators edit them; disable one rather than delete it:
     a deleted built-in rule comes back at the next migrate)."""
-    apps = kwargs.get("apps")
     using = kwargs.get("using", "default")
-    try:
-        model = apps.get_model("analytics", "AlertRule") if apps else AlertRule
-    except LookupError:  # migrated back before the alerting tables
-        return
-    # A flush after a test that migrated back passes today's models, not the tables'.
-    if model._meta.db_table not in connections[using].introspection.table_names():
+    model = synced_model(kwargs, AlertRule)
+    if model is None:
         return
     for rule in BUILTIN_RULES:
         model.objects.using(using).get_or_create(

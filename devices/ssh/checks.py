@@ -32,9 +32,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.conf import settings
-from django.db import connections
 
 from devices.models import SshCheck
+from homepot.post_migrate import synced_model
 
 Parser = SshCheck.Parser
 
@@ -381,14 +381,9 @@ def output_parse(parser: str, output: str, prefix: str) -> Parsed:
 def ssh_checks_builtin_sync(**kwargs: Any) -> None:
     """post_migrate: the built-in checks as rows. Command, parser and description
     come from the code; a timeout or prefix an operator changed is kept."""
-    apps = kwargs.get("apps")
     using = kwargs.get("using", "default")
-    try:
-        model = apps.get_model("devices", "SshCheck") if apps else SshCheck
-    except LookupError:  # migrated back before the SSH tables
-        return
-    # A flush after a test that migrated back passes today's models, not the tables'.
-    if model._meta.db_table not in connections[using].introspection.table_names():
+    model = synced_model(kwargs, SshCheck)
+    if model is None:
         return
     for check in BUILTIN_CHECKS.values():
         model.objects.using(using).update_or_create(
