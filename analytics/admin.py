@@ -5,6 +5,7 @@ registers them)."""
 from django.http import HttpRequest
 
 from analytics.admin_panel import (
+    LAB_MONITOR,
     device_lab_context,
     device_powered_boards_context,
     device_thermal_svg,
@@ -38,10 +39,9 @@ device_panel_register(
 
 def _telemetry_panel(request: HttpRequest, device: Device) -> dict:
     live_url = device_panel_url(device, "telemetry", request.GET.urlencode())
-    return {
-        **device_charts_context(device, request.GET, live_url),
-        "thermal_svg": device_thermal_svg(device),
-    }
+    # A lab monitor's frame is in its lab panel, live: drawn once, not re-read every refresh.
+    thermal = None if device.device_type == LAB_MONITOR else device_thermal_svg(device)
+    return {**device_charts_context(device, request.GET, live_url), "thermal_svg": thermal}
 
 
 device_panel_register(

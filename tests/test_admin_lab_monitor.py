@@ -98,6 +98,7 @@ def test_the_latest_thermal_frame_shows_its_scale_and_hot_spot_and_polls_live(la
     panel = section(html, "homepot-lab")
     heatmap = panel.split('class="homepot-heatmap"')[1].split("</svg>")[0]
     assert heatmap.count("<rect ") == 768
+    assert html.count('class="homepot-heatmap"') == 1  # the lab panel's, not the charts' too
     hotspot = re.search(r'class="homepot-hotspot" cx="([\d.]+)" cy="([\d.]+)"', heatmap)
     assert hotspot.groups() == ("90.0", "66.0")  # column 7, row 5 of 12-pixel cells
     assert "20.0 °C" in panel.split('class="homepot-thermal-scale"')[1]
