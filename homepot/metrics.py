@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterator
 
 from django.apps import apps
 from django.conf import settings
+from django.core.exceptions import MiddlewareNotUsed
 from django.db.models import Count, Model
 from django.http import Http404, HttpRequest, HttpResponse
 from prometheus_client import (
@@ -195,9 +196,13 @@ def _view_name(request: HttpRequest) -> str:
 
 
 class RequestMetricsMiddleware:
-    """Counts and times every request by view name and status class."""
+    """Counts and times every request by view name and status class; not in the chain
+    at all while /metrics is off (no METRICS_BEARER_TOKEN): agents' requests pay
+    nothing for a figure nobody can read."""
 
     def __init__(self, get_response: Callable[[HttpRequest], HttpResponse]) -> None:
+        if not settings.METRICS_BEARER_TOKEN:
+            raise MiddlewareNotUsed("METRICS_BEARER_TOKEN is not set")
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:

@@ -272,3 +272,16 @@ def test_two_gunicorn_workers_answer_with_the_sum_of_both(tmp_path, free_tcp_por
     assert min(counts) >= 40
     worker_files = {p.name.rsplit("_", 1)[-1] for p in directory.glob("counter_*.db")}
     assert len(worker_files) >= 2, worker_files  # both workers counted something
+
+
+def test_requests_are_not_timed_while_metrics_are_off(settings):
+    """Off, the middleware leaves the chain: agents' requests pay nothing for it."""
+    from django.core.exceptions import MiddlewareNotUsed
+
+    from homepot.metrics import RequestMetricsMiddleware
+
+    settings.METRICS_BEARER_TOKEN = ""
+    with pytest.raises(MiddlewareNotUsed):
+        RequestMetricsMiddleware(lambda request: None)
+    settings.METRICS_BEARER_TOKEN = TOKEN
+    assert RequestMetricsMiddleware(lambda request: None).get_response is not None
