@@ -152,6 +152,11 @@ def server_side_overlap(log: Path) -> int:
     return peak
 
 
+@pytest.mark.skipif(
+    connection.vendor == "sqlite",
+    reason="20 threads recording at once: SQLite's in-memory test database locks whole "
+    "tables (shared cache); CI runs PostgreSQL",
+)
 @pytest.mark.django_db(transaction=True)
 @pytest.mark.parametrize("kind", [REDIS, LOCAL])
 def test_twenty_targets_never_run_more_than_five_sessions_at_once(
