@@ -72,6 +72,15 @@ class PendingQuerySerializer(serializers.Serializer):
         help_text="Deliver at most this many commands (never more than the server's batch). "
         "HOMEPOT's agent asks for 1: it runs one command at a time.",
     )
+    wait = serializers.IntegerField(
+        required=False,
+        min_value=0,
+        max_value=999_999,
+        help_text="Long poll: with nothing queued, answer as soon as a command is queued, "
+        "or with the empty list after this many seconds. Capped at the server's maximum, "
+        "which it advertises in the X-Long-Poll-Max header of polls and heartbeats; a "
+        "server that does not advertise it answers at once.",
+    )
 
 
 class CommandOptionsSerializer(serializers.Serializer):

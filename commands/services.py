@@ -240,7 +240,11 @@ def _group_create(
 
 
 def commands_deliver(
-    *, identity: DeviceIdentity, limit: int | None = None, now: datetime | None = None
+    *,
+    identity: DeviceIdentity,
+    limit: int | None = None,
+    now: datetime | None = None,
+    fresh: bool = False,
 ) -> list[Command]:
     """Claim the device's oldest queued commands (at most `limit`) and mark them DELIVERED.
 
@@ -249,11 +253,12 @@ def commands_deliver(
 
     Nothing queued costs no database query (no marker in the cache), and
     usually not even a cache round trip (this process remembers the queue
-    was empty until an enqueue anywhere resets that).
+    was empty until an enqueue anywhere resets that). `fresh` skips that memory:
+    a long poll woken by an enqueue may hear of it before this process's memory does.
     """
     memory, scope = local_memory(), queue_scope(identity.pk)
     if memory is not None:
-        remembered = memory.get(scope, "empty")
+        remembered = None if fresh else memory.get(scope, "empty")
         if remembered is not None and remembered["until"] > time.monotonic():
             return []
         version = memory.version(scope)

@@ -2,6 +2,7 @@ from uuid import UUID
 
 import django_filters
 from django.conf import settings
+from django.core.cache import cache
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
 from rest_framework import generics, status
@@ -11,6 +12,7 @@ from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from commands import selectors, services
+from commands.markers import marker_key, queue_scope
 from commands.models import Command, CommandGroup
 from commands.serializers import (
     BulkCommandSerializer,
@@ -21,10 +23,12 @@ from commands.serializers import (
     PendingCommandSerializer,
     PendingQuerySerializer,
 )
-from devices.auth import DeviceKeyAuthentication, IsDevice, require_same_device
+from devices.auth import DeviceKeyAuthentication, IsDevice, auth_scope, require_same_device
+from devices.identity import DeviceIdentity
 from devices.selectors import device_get
 from homepot.api import HasPermissions
 from homepot.errors import NotFoundError
+from homepot.longpoll import ADVERT_HEADER, MARKER_HEADER, MODE_HEADER, WAKE_HEADER
 
 POLL_HEADER = "X-Poll-Interval"
 IDEMPOTENCY_KEY_MAX_CHARS = 128
@@ -181,21 +185,39 @@ class PendingCommandsApi(APIView):
         parameters=[PendingQuerySerializer],
         responses=PendingCommandSerializer(many=True),
         description="The device's queued commands, oldest first, now marked delivered. "
-        f"The {POLL_HEADER} response header advises when to poll again (seconds).",
+        f"The {POLL_HEADER} response header advises when to poll again (seconds). "
+        f"A server that long-polls sends {ADVERT_HEADER} (the largest `wait`, seconds) "
+        "on polls and heartbeats.",
     )
     def get(self, request: Request) -> Response:
-        limit = None
+        limit, wait = None, 0
         if request.query_params:  # the plain poll stays free of serializer work
             query = PendingQuerySerializer(data=request.query_params)
             query.is_valid(raise_exception=True)
             limit = query.validated_data.get("limit")
-        commands = services.commands_deliver(identity=request.user, limit=limit)
+            wait = query.validated_data.get("wait", 0)
+        # Set only by homepot.longpoll's router, which strips it from clients' requests.
+        long_poll = request.headers.get(MODE_HEADER)
+        commands = services.commands_deliver(
+            identity=request.user, limit=limit, fresh=long_poll == "recheck"
+        )
         if not commands:  # the hot path: nothing to serialize
-            return Response([], headers={POLL_HEADER: str(settings.COMMAND_POLL_IDLE_SECONDS)})
+            headers = {POLL_HEADER: str(settings.COMMAND_POLL_IDLE_SECONDS)}
+            if wait and long_poll:
+                headers.update(_wake_headers(request.user))
+            return Response([], headers=headers)
         return Response(
             PendingCommandSerializer(commands, many=True).data,
             headers={POLL_HEADER: str(settings.COMMAND_POLL_BUSY_SECONDS)},
         )
+
+
+def _wake_headers(identity: DeviceIdentity) -> dict[str, str]:
+    """What wakes this device's long poll: an enqueue for it, or a change of its keys."""
+    return {
+        WAKE_HEADER: f"{queue_scope(identity.pk)} {auth_scope(identity.public_id)}",
+        MARKER_HEADER: cache.make_key(marker_key(identity.pk)),
+    }
 
 
 class CommandAckApi(APIView):

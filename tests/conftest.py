@@ -13,6 +13,7 @@ from homepot.local_memory import local_memory
 from homepot.roles import ADMIN, OPERATOR, VIEWER
 from tests.receivers import http_receiver, https_receiver, smtp_receiver  # noqa: F401 (fixtures)
 from tests.sshd import ssh_identity, ssh_session, sshd  # noqa: F401 (fixtures: the real sshd)
+from tests.web_nodes import web_nodes  # noqa: F401 (fixture: real gunicorn web nodes)
 
 
 @pytest.fixture(autouse=True)
