@@ -1,8 +1,15 @@
 """Device authentication: X-Device-ID + X-API-Key.
 
-Only the first check of a key pays bcrypt. A verified key is remembered in the
-shared cache under a SHA-256 of device id and key, tagged with the device's
-current *auth generation*. Rotating, revoking or decommissioning replaces the
+A key is checked against its credential row by indexed queries and one
+HMAC (devices.keys: why that is as safe as bcrypt for these keys). Keys still
+stored as bcrypt hashes from before pay bcrypt once, are then re-hashed into
+the HMAC form, and those checks run at most DEVICE_AUTH_BCRYPT_CONCURRENCY at
+a time per process: beyond that the answer is 503 auth_busy with Retry-After,
+so a fleet coming back after a cache flush cannot starve the rest of the API.
+
+A verified key is also remembered in the shared cache under a SHA-256 of
+device id and key (saving the query), tagged with the device's current *auth
+generation*. Rotating, revoking or decommissioning replaces the
 generation, which invalidates every remembered key of the device at once, on
 every worker. One cache round trip (MGET of entry and generation) answers a
 request whose key was seen before; with Redis, each process also remembers
@@ -11,7 +18,11 @@ requests need no round trip at all.
 """
 
 import logging
+import random
 import secrets
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from django.conf import settings
@@ -26,7 +37,15 @@ from rest_framework.throttling import BaseThrottle
 from rest_framework.views import APIView
 
 from devices.identity import DeviceIdentity
-from devices.keys import NewKey, parse_api_key, secret_matches, sha256_hex
+from devices.keys import (
+    NewKey,
+    hash_secret,
+    is_legacy_hash,
+    needs_rehash,
+    parse_api_key,
+    secret_matches,
+    sha256_hex,
+)
 from devices.models import DEVICE_ID_FORMAT, DeviceCredential
 from devices.presence import device_mark_seen
 from devices.throttle import count_add, counts_get
@@ -36,6 +55,8 @@ logger = logging.getLogger(__name__)
 
 DEVICE_ID_HEADER = "X-Device-ID"
 API_KEY_HEADER = "X-API-Key"
+# Retry-After of auth_busy, drawn per answer: refused agents spread out again.
+BUSY_RETRY_AFTER_SECONDS = (1, 5)
 
 
 def _generation_key(public_id: str) -> str:
@@ -46,13 +67,18 @@ def _memory_scope(public_id: str) -> str:
     return f"auth:{public_id}"
 
 
+def auth_scope(public_id: str) -> str:
+    """The scope reset whenever the device's keys change (a waiting long poll wakes on it)."""
+    return _memory_scope(public_id)
+
+
 def _entry_key(public_id: str, api_key: str) -> str:
     return f"devauth:key:{sha256_hex(public_id, api_key)}"
 
 
 def _generation_seconds() -> int:
     # Outlives every entry remembered under it (they last DEVICE_AUTH_CACHE_SECONDS);
-    # when it expires anyway, a new one only costs one more bcrypt check.
+    # when it expires anyway, a new one only costs one more check of the key.
     return 2 * settings.DEVICE_AUTH_CACHE_SECONDS
 
 
@@ -90,7 +116,7 @@ class TooManyRequests(APIException):
 
 
 class AuthThrottled(TooManyRequests):
-    """Refused before bcrypt: too many failed checks from this address or of this key."""
+    """Refused before the check: too many failed checks from this address or of this key."""
 
     def __init__(self, wait: int) -> None:
         super().__init__(
@@ -100,8 +126,80 @@ class AuthThrottled(TooManyRequests):
         )
 
 
+class AuthBusy(APIException):
+    """503 with Retry-After: every slot for a legacy bcrypt check is taken.
+
+    Not a failure of the key: it is not counted against it, and the agent
+    keeps its key and comes back after Retry-After."""
+
+    status_code = 503
+
+    def __init__(self) -> None:
+        self.wait = random.randint(*BUSY_RETRY_AFTER_SECONDS)  # DRF sends it as Retry-After
+        super().__init__(
+            {
+                "detail": "The server is busy verifying device keys; retry after Retry-After.",
+                "code": "auth_busy",
+            }
+        )
+
+
+class _Slots:
+    """A non-blocking counting limit for this process's threads.
+
+    Per process, not shared through Redis: the cache being flushed or gone is
+    exactly when this limit is needed, a worker that dies cannot leak a slot,
+    and taking one costs no round trip. What it protects is the CPU of the
+    machine the process runs on, so the machine's bound is
+    workers x DEVICE_AUTH_BCRYPT_CONCURRENCY.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._taken = 0
+
+    @contextmanager
+    def slot(self, limit: int) -> Iterator[None]:
+        with self._lock:
+            if self._taken >= limit:
+                raise AuthBusy()
+            self._taken += 1
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._taken -= 1
+
+
+_bcrypt_slots = _Slots()
+
+
+def _key_matches(key: NewKey, key_hash: str) -> bool:
+    """One HMAC; a legacy bcrypt hash only in a free slot (else AuthBusy)."""
+    if not is_legacy_hash(key_hash):
+        return secret_matches(key, key_hash)
+    with _bcrypt_slots.slot(settings.DEVICE_AUTH_BCRYPT_CONCURRENCY):
+        return secret_matches(key, key_hash)
+
+
+def _record_use(credential: DeviceCredential, key: NewKey) -> None:
+    """Stamp last_used_at; a key stored in an older form is re-hashed into the
+    current one. Conditional on the old hash: of two requests racing to
+    re-hash, one rewrites it and the other changes nothing."""
+    now = timezone.now()
+    rows = DeviceCredential.objects.filter(pk=credential.pk)
+    if needs_rehash(credential.key_hash):
+        rehashed = rows.filter(key_hash=credential.key_hash).update(
+            key_hash=hash_secret(key), last_used_at=now
+        )
+        if rehashed:
+            logger.debug("device key %s re-hashed into the current form", key.key_id)
+            return
+    rows.update(last_used_at=now)
+
+
 def _failure_keys(key_id: str, client_address: str) -> dict[str, int]:
-    """The failure counters a bcrypt check is limited by, with their limits.
+    """The failure counters a check of a secret is limited by, with their limits.
 
     Not the device id: anyone may know it, and failures counted against it
     would lock the rightful key out. A key id is only known to whoever saw
@@ -132,8 +230,8 @@ def _verify_against_database(
     public_id: str, parsed: NewKey, client_address: str
 ) -> DeviceCredential | None:
     """The credential the key belongs to, or None. Only a usable credential of
-    this device, found by its key id, pays bcrypt, and only that is throttled:
-    unknown ids cost an indexed lookup and leave nothing behind."""
+    this device, found by its key id, has its secret checked, and only that is
+    throttled: unknown ids cost an indexed lookup and leave nothing behind."""
     credential = (
         DeviceCredential.objects.select_related("device")
         .filter(key_id=parsed.key_id, device__public_id=public_id)
@@ -145,7 +243,7 @@ def _verify_against_database(
         return None
     limits = _failure_keys(parsed.key_id, client_address)
     _refuse_if_throttled(limits)
-    if not secret_matches(parsed.secret, credential.key_hash):
+    if not _key_matches(parsed, credential.key_hash):
         _count_failure(limits)
         return None
     return credential
@@ -188,7 +286,8 @@ def _unexpired(entry: dict[str, Any]) -> bool:
 def device_authenticate(*, public_id: str, api_key: str, client_address: str) -> DeviceIdentity:
     """Return the device the key belongs to, or raise AuthenticationFailed / AuthThrottled.
 
-    Looks in this process's memory, then the shared cache, then pays bcrypt.
+    Looks in this process's memory, then the shared cache, then checks the key
+    against its credential row (AuthBusy while a legacy bcrypt check has no slot).
     A remembered key never meets the failure limits: an attacker guessing
     cannot lock out an agent whose key was already verified.
     """
@@ -227,7 +326,7 @@ def _verify(public_id: str, api_key: str, client_address: str) -> dict[str, Any]
     credential = _verify_against_database(public_id, parsed, client_address)
     if credential is None:
         return None
-    DeviceCredential.objects.filter(pk=credential.pk).update(last_used_at=timezone.now())
+    _record_use(credential, parsed)
     return _entry_for(credential, generation)
 
 

@@ -115,7 +115,7 @@ def _credential_issue(*, device: Device, actor: Actor) -> IssuedKey:
     credential = DeviceCredential.objects.create(
         device=device,
         key_id=key.key_id,
-        key_hash=hash_secret(key.secret),
+        key_hash=hash_secret(key),
         created_by=actor_user(actor),
     )
     return IssuedKey(api_key=key.api_key, credential=credential)

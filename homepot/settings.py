@@ -168,7 +168,20 @@ CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 DEVICE_KEY_BCRYPT_ROUNDS = env_int("DEVICE_KEY_BCRYPT_ROUNDS", 12, minimum=4)
 if not DEBUG and DEVICE_KEY_BCRYPT_ROUNDS < 12:
     raise ImproperlyConfigured("DEVICE_KEY_BCRYPT_ROUNDS must be at least 12 in production")
-# How long a verified key stays in the cache before bcrypt is paid again.
+# Device keys are stored as HMAC-SHA256 under this server-side key, which never
+# enters the database (devices/keys.py says why that is as safe as bcrypt).
+# Unset: derived from SECRET_KEY; set it so SECRET_KEY can rotate on its own.
+DEVICE_KEY_HASH_KEY = env_str("DEVICE_KEY_HASH_KEY")
+# Earlier hash keys still accepted; each key is re-hashed on its next use.
+DEVICE_KEY_HASH_KEY_FALLBACKS = env_list("DEVICE_KEY_HASH_KEY_FALLBACKS", [])
+for _hash_key in [DEVICE_KEY_HASH_KEY, *DEVICE_KEY_HASH_KEY_FALLBACKS]:
+    if _hash_key and len(_hash_key) < 32:
+        raise ImproperlyConfigured("DEVICE_KEY_HASH_KEY(_FALLBACKS) need 32+ random characters")
+# Keys stored before the HMAC form are bcrypt hashes: checked (and re-hashed) at
+# most this many at a time per web process, beyond that 503 auth_busy.
+DEVICE_AUTH_BCRYPT_CONCURRENCY = env_int("DEVICE_AUTH_BCRYPT_CONCURRENCY", 1, minimum=1)
+# Cost of legacy-form bcrypt hashes made by tests and benchmarks; new keys are HMAC.
+# How long a verified key stays in the cache before its row is read again.
 DEVICE_AUTH_CACHE_SECONDS = env_int("DEVICE_AUTH_CACHE_SECONDS", 3600, minimum=1)
 # How long the old key keeps working after an agent rotates its own key.
 DEVICE_KEY_ROTATION_GRACE_SECONDS = env_int("DEVICE_KEY_ROTATION_GRACE_SECONDS", 300, minimum=0)
@@ -176,7 +189,7 @@ DEVICE_KEY_ROTATION_GRACE_SECONDS = env_int("DEVICE_KEY_ROTATION_GRACE_SECONDS",
 DEVICE_KEY_SELF_ROTATION_MIN_SECONDS = env_int(
     "DEVICE_KEY_SELF_ROTATION_MIN_SECONDS", 3600, minimum=0
 )
-# Failed bcrypt checks allowed per window, per key id and per client address.
+# Failed key checks allowed per window, per key id and per client address.
 # Never per device id: anyone who knows it could lock the rightful key out.
 DEVICE_AUTH_FAILURES_PER_KEY = env_int("DEVICE_AUTH_FAILURES_PER_KEY", 10, minimum=1)
 if env_str("DEVICE_AUTH_FAILURES_PER_DEVICE"):

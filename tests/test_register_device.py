@@ -1,5 +1,7 @@
 """POST /api/v1/devices/sites/{site_id}/devices"""
 
+import hashlib
+import re
 from datetime import timedelta
 
 import pytest
@@ -7,6 +9,7 @@ from django.db import connection
 from django.utils import timezone
 
 from devices import services
+from devices.keys import sha256_hex
 from devices.models import AuditEntry, Device, DeviceCredential, EnrollmentToken
 
 URL = "/api/v1/devices/sites/{}/devices"
@@ -52,12 +55,16 @@ def test_it_registers_with_the_seed_payload_and_returns_the_key_once(client, sit
         assert _secret(body["api_key"]) not in listed.content.decode()
 
 
-def test_the_key_is_stored_only_as_a_bcrypt_hash(client, site, token):
+def test_the_key_is_stored_only_as_a_keyed_hash(client, site, token):
     api_key = register(client, token=token).json()["api_key"]
     secret = _secret(api_key)
 
     credential = DeviceCredential.objects.get()
-    assert credential.key_hash.startswith("$2b$")
+    # HMAC-SHA256 under the server's hash key (tests/test_cold_start.py: a dump
+    # alone cannot authenticate), not an unkeyed digest anyone could recompute.
+    assert re.fullmatch(r"hmac-sha256\$[0-9a-f]{8}\$[0-9a-f]{64}", credential.key_hash)
+    assert sha256_hex(secret) not in credential.key_hash
+    assert hashlib.sha256(api_key.encode()).hexdigest() not in credential.key_hash
     with connection.cursor() as cursor:
         for table in connection.introspection.table_names(cursor):
             quoted = connection.ops.quote_name(table)
