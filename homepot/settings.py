@@ -165,9 +165,6 @@ CELERY_BEAT_SCHEDULER = "django_celery_beat.schedulers:DatabaseScheduler"
 CELERY_TASK_ALWAYS_EAGER = env_bool("CELERY_TASK_ALWAYS_EAGER", False)
 
 # --- Devices: keys, presence ------------------------------------------------------
-DEVICE_KEY_BCRYPT_ROUNDS = env_int("DEVICE_KEY_BCRYPT_ROUNDS", 12, minimum=4)
-if not DEBUG and DEVICE_KEY_BCRYPT_ROUNDS < 12:
-    raise ImproperlyConfigured("DEVICE_KEY_BCRYPT_ROUNDS must be at least 12 in production")
 # Device keys are stored as HMAC-SHA256 under this server-side key, which never
 # enters the database (devices/keys.py says why that is as safe as bcrypt).
 # Unset: derived from SECRET_KEY; set it so SECRET_KEY can rotate on its own.
@@ -181,6 +178,9 @@ for _hash_key in [DEVICE_KEY_HASH_KEY, *DEVICE_KEY_HASH_KEY_FALLBACKS]:
 # most this many at a time per web process, beyond that 503 auth_busy.
 DEVICE_AUTH_BCRYPT_CONCURRENCY = env_int("DEVICE_AUTH_BCRYPT_CONCURRENCY", 1, minimum=1)
 # Cost of legacy-form bcrypt hashes made by tests and benchmarks; new keys are HMAC.
+DEVICE_KEY_BCRYPT_ROUNDS = env_int("DEVICE_KEY_BCRYPT_ROUNDS", 12, minimum=4)
+if not DEBUG and DEVICE_KEY_BCRYPT_ROUNDS < 12:
+    raise ImproperlyConfigured("DEVICE_KEY_BCRYPT_ROUNDS must be at least 12 in production")
 # How long a verified key stays in the cache before its row is read again.
 DEVICE_AUTH_CACHE_SECONDS = env_int("DEVICE_AUTH_CACHE_SECONDS", 3600, minimum=1)
 # How long the old key keeps working after an agent rotates its own key.
