@@ -15,3 +15,8 @@ class AnalyticsConfig(AppConfig):
         post_migrate.connect(
             alert_rules_builtin_sync, sender=self, dispatch_uid="homepot-alert-rules-builtin-sync"
         )
+        from analytics.partitions import partitions_after_migrate
+
+        post_migrate.connect(
+            partitions_after_migrate, sender=self, dispatch_uid="homepot-sample-partitions"
+        )

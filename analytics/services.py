@@ -12,6 +12,7 @@ from django.db.models.functions import Greatest, Least, TruncHour, TruncMinute
 from django.utils import timezone
 from rest_framework.exceptions import ValidationError
 
+from analytics import partitions
 from analytics.fields import MetricsField
 from analytics.models import (
     IngestBatch,
@@ -410,15 +411,15 @@ class PruneReport:
 
 
 def telemetry_prune(*, now: datetime | None = None) -> PruneReport:
-    """Delete what is older than each retention horizon."""
+    """Delete what is older than each retention horizon; on PostgreSQL raw
+    samples go a whole day's partition at a time (analytics/partitions.py)."""
     now = now or timezone.now()
 
     def horizon(days: int) -> datetime:
         return now - timedelta(days=days)
 
     raw = horizon(settings.TELEMETRY_RAW_RETENTION_DAYS)
-    return PruneReport(
-        samples=Sample.objects.filter(ts__lt=raw).delete()[0],
+    report = PruneReport(
         minutes=RollupMinute.objects.filter(
             bucket__lt=horizon(settings.TELEMETRY_MINUTE_RETENTION_DAYS)
         ).delete()[0],
@@ -428,6 +429,15 @@ def telemetry_prune(*, now: datetime | None = None) -> PruneReport:
         # a batch older than raw retention could not be stored again anyway
         batches=IngestBatch.objects.filter(received_at__lt=raw).delete()[0],
     )
+    # Last: a partition drop that times out on its lock fails the run after the rest is done.
+    report.samples = _samples_prune(now, raw)
+    return report
+
+
+def _samples_prune(now: datetime, raw_horizon: datetime) -> int:
+    if partitions.partitioned():
+        return partitions.partitions_drop_expired(now)
+    return Sample.objects.filter(ts__lt=raw_horizon).delete()[0]
 
 
 # --- Thermal frames ------------------------------------------------------------------------------

@@ -2,6 +2,7 @@ import logging
 from dataclasses import asdict
 
 from celery import Task, shared_task
+from celery.signals import worker_ready
 from django.utils import timezone
 
 from analytics import services
@@ -9,6 +10,7 @@ from analytics.alerting.evaluate import alerts_evaluate
 from analytics.alerting.services import alerts_prune, notification_deliveries_prune
 from analytics.models import NotificationDelivery
 from analytics.notifications.delivery import DeliveryRetry, notification_deliver
+from analytics.partitions import partitions_ensure
 
 logger = logging.getLogger(__name__)
 
@@ -23,6 +25,18 @@ def prune_telemetry() -> dict[str, int]:
     report = asdict(services.telemetry_prune())
     logger.info("telemetry prune: %s", report)
     return report
+
+
+@shared_task
+def ensure_telemetry_partitions() -> list[str]:
+    """PostgreSQL: the raw sample partitions of the days ahead (none elsewhere)."""
+    return partitions_ensure(timezone.now())
+
+
+@worker_ready.connect
+def _partitions_at_worker_start(**kwargs: object) -> None:
+    # Queued, not run here: the worker's main process keeps no database connection.
+    ensure_telemetry_partitions.delay()
 
 
 # Retries are bounded by the delivery's attempts (NOTIFY_MAX_ATTEMPTS), not by

@@ -252,6 +252,10 @@ TELEMETRY_MAX_FUTURE_SKEW_SECONDS = env_int("TELEMETRY_MAX_FUTURE_SKEW_SECONDS",
 TELEMETRY_RAW_RETENTION_DAYS = env_int("TELEMETRY_RAW_RETENTION_DAYS", 30, minimum=1)
 TELEMETRY_MINUTE_RETENTION_DAYS = env_int("TELEMETRY_MINUTE_RETENTION_DAYS", 180, minimum=1)
 TELEMETRY_HOUR_RETENTION_DAYS = env_int("TELEMETRY_HOUR_RETENTION_DAYS", 1825, minimum=1)
+# PostgreSQL: raw samples are partitioned by UTC day (analytics/partitions.py); the
+# partitions of this many days after today exist ahead, so beat may be down that long
+# before rows fall into the default partition.
+TELEMETRY_PARTITIONS_AHEAD = env_int("TELEMETRY_PARTITIONS_AHEAD", 7, minimum=1)
 # Each rollup run recomputes this much recent history, so slightly late samples count.
 TELEMETRY_ROLLUP_LOOKBACK_SECONDS = env_int("TELEMETRY_ROLLUP_LOOKBACK_SECONDS", 180, minimum=60)
 # A catch-up (first run, or after beat was down) rolls up at most this much per run.
@@ -316,6 +320,7 @@ OFFLINE_SWEEP_SECONDS = env_int("OFFLINE_SWEEP_SECONDS", 30, minimum=1)
 COMMAND_SWEEP_SECONDS = env_int("COMMAND_SWEEP_SECONDS", 15, minimum=1)
 TELEMETRY_ROLLUP_SECONDS = env_int("TELEMETRY_ROLLUP_SECONDS", 60, minimum=10)
 TELEMETRY_PRUNE_SECONDS = env_int("TELEMETRY_PRUNE_SECONDS", 3600, minimum=60)
+TELEMETRY_PARTITION_SECONDS = env_int("TELEMETRY_PARTITION_SECONDS", 3600, minimum=60)
 RETENTION_PRUNE_SECONDS = env_int("RETENTION_PRUNE_SECONDS", 3600, minimum=60)
 # How often beat looks for SSH checks that are due (each check has its own interval).
 SSH_DISPATCH_SECONDS = env_int("SSH_DISPATCH_SECONDS", 5, minimum=1)
@@ -344,6 +349,11 @@ CELERY_BEAT_SCHEDULE = {
     "prune-telemetry": {
         "task": "analytics.tasks.prune_telemetry",
         "schedule": TELEMETRY_PRUNE_SECONDS,
+    },
+    # PostgreSQL: raw sample partitions created ahead (also at worker start, after migrate)
+    "ensure-telemetry-partitions": {
+        "task": "analytics.tasks.ensure_telemetry_partitions",
+        "schedule": TELEMETRY_PARTITION_SECONDS,
     },
     "prune-events": {
         "task": "devices.tasks.prune_events",
