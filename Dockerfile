@@ -53,4 +53,7 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
     CMD ["python", "-c", "import sys, urllib.request as u; sys.exit(u.urlopen('http://127.0.0.1:8000/health', timeout=4).status != 200)"]
 
 # sh -c so ${WEB_CONCURRENCY} is read at start-up; exec so gunicorn is PID 1 and gets SIGTERM.
-CMD ["sh", "-c", "exec gunicorn homepot.wsgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class gthread --threads 4 --access-logfile -"]
+# homepot.asgi: Django in a thread pool (WEB_THREADS per worker), long polls waiting in
+# each worker's event loop. A graceful stop outlasts the longest long poll (30 s);
+# the backlog takes a fleet reconnecting at once.
+CMD ["sh", "-c", "exec gunicorn homepot.asgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class homepot.web_worker.Worker --graceful-timeout 40 --backlog 4096 --access-logfile -"]

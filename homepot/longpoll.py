@@ -21,8 +21,10 @@ How a long poll goes:
    N seconds with no news, the empty answer is sent.
 
 A client that hangs up while waiting is noticed and nothing is claimed for it.
-When the Redis subscription is in doubt, nothing is advertised and every poll
-is answered at once, as a plain poll: agents fall back to polling.
+When the Redis subscription is in doubt (lost, reconnecting), every waiting
+poll looks again, then reads its marker every second until the subscription
+is back; meanwhile nothing is advertised and new polls are answered at once,
+so agents fall back to plain polling.
 """
 
 import asyncio
@@ -53,6 +55,10 @@ ADVERT_HEADER = "X-Long-Poll-Max"
 MODE_HEADER = "X-Homepot-Long-Poll"  # request: "first" or "recheck"
 WAKE_HEADER = "X-Homepot-Wake"  # response: the scopes that wake this device
 MARKER_HEADER = "X-Homepot-Marker"  # response: the Redis key of its queue marker
+# Without the subscription, a waiting poll reads its queue marker this often.
+MARKER_POLL_SECONDS = 1.0
+# The name of each process's wake-up subscription in Redis's CLIENT LIST.
+SUBSCRIBER_NAME = "homepot-long-poll"
 _INTERNAL = {name.lower().encode() for name in (MODE_HEADER, WAKE_HEADER, MARKER_HEADER)}
 
 
@@ -136,7 +142,10 @@ class WakeHub:
 
     async def _listen(self) -> None:
         client = aioredis.Redis.from_url(
-            self._redis_url, socket_connect_timeout=2, socket_timeout=SILENCE_SECONDS
+            self._redis_url,
+            socket_connect_timeout=2,
+            socket_timeout=SILENCE_SECONDS,
+            client_name=SUBSCRIBER_NAME,
         )
         loop = asyncio.get_running_loop()
         try:
@@ -220,6 +229,35 @@ async def _hung_up(receive: Receive) -> None:
         pass
 
 
+async def _wait_for_news(
+    hub: WakeHub, event: asyncio.Event, marker: str, hung_up: asyncio.Task, deadline: float
+) -> str:
+    """ "news" (look again), "no news" by the deadline, or "hung up".
+
+    The waiter is registered before the marker is read, so an enqueue is
+    either seen in the marker or wakes the event. While the subscription is
+    down (a Redis restart), the marker is read every MARKER_POLL_SECONDS instead.
+    """
+    loop = asyncio.get_running_loop()
+    while True:
+        if await hub.marker_set(marker):
+            return "news"
+        remaining = deadline - loop.time()
+        if remaining <= 0:
+            return "no news"
+        woken = loop.create_task(event.wait())
+        await asyncio.wait(
+            {woken, hung_up},
+            timeout=remaining if hub.alive else min(remaining, MARKER_POLL_SECONDS),
+            return_when=asyncio.FIRST_COMPLETED,
+        )
+        woken.cancel()
+        if hung_up.done():
+            return "hung up"
+        if event.is_set():
+            return "news"
+
+
 class LongPollRouter:
     """ASGI application: long polls wait here, everything else goes straight through."""
 
@@ -274,24 +312,19 @@ class LongPollRouter:
         response = await self._run(scope, "first")
         hung_up = loop.create_task(_hung_up(receive))
         try:
-            while (wake := response.header(WAKE_HEADER)) is not None and hub.alive:
-                scopes, marker = wake.split(), response.header(MARKER_HEADER) or ""
+            while (wake := response.header(WAKE_HEADER)) is not None:
+                scopes = wake.split()
                 event = hub.register(scopes)
                 try:
-                    if not await hub.marker_set(marker):
-                        woken = loop.create_task(event.wait())
-                        await asyncio.wait(
-                            {woken, hung_up},
-                            timeout=max(0.0, deadline - loop.time()),
-                            return_when=asyncio.FIRST_COMPLETED,
-                        )
-                        woken.cancel()
-                        if hung_up.done():
-                            return  # nobody to answer: claim nothing for them
-                        if not event.is_set():
-                            break  # N seconds and no news: the empty answer stands
+                    outcome = await _wait_for_news(
+                        hub, event, response.header(MARKER_HEADER) or "", hung_up, deadline
+                    )
                 finally:
                     hub.unregister(scopes, event)
+                if outcome == "hung up":
+                    return  # nobody to answer: claim nothing for them
+                if outcome == "no news":
+                    break  # the empty answer stands
                 response = await self._run(scope, "recheck")
         finally:
             hung_up.cancel()

@@ -25,6 +25,7 @@ from celery.utils.imports import symbol_by_name
 from django.conf import settings
 from django.core.management import get_commands
 from django.urls import resolve
+from uvicorn_worker import UvicornWorker
 
 from homepot import health
 
@@ -387,7 +388,7 @@ def test_manage_py_commands_are_django_management_commands() -> None:
     assert checked >= 1
 
 
-def test_gunicorn_serves_the_importable_wsgi_application_of_the_settings() -> None:
+def test_gunicorn_serves_the_importable_asgi_application_of_the_settings() -> None:
     words = service_command("web")
     target = gunicorn_app(words)
     module_name, _, attribute = target.partition(":")
@@ -395,9 +396,13 @@ def test_gunicorn_serves_the_importable_wsgi_application_of_the_settings() -> No
     application = getattr(importlib.import_module(module_name), attribute or "application")
 
     assert callable(application)
-    assert f"{module_name}.{attribute}" == settings.WSGI_APPLICATION
+    assert f"{module_name}.{attribute}" == settings.ASGI_APPLICATION
     assert option_value(words, "--bind", "-b") == "0.0.0.0:8000"
-    assert option_value(words, "--worker-class", "-k") == "gthread"
+    worker_class = option_value(words, "--worker-class", "-k")
+    assert worker_class == "homepot.web_worker.Worker"
+    assert issubclass(symbol_by_name(worker_class), UvicornWorker)
+    # A graceful stop lets the longest long poll finish.
+    assert int(option_value(words, "--graceful-timeout")) > settings.LONG_POLL_MAX_SECONDS
     # The web service publishes the port gunicorn binds.
     assert "8000:8000" in [str(port) for port in services()["web"]["ports"]]
 
@@ -462,10 +467,10 @@ def test_dockerfile_environment_selects_the_project_settings() -> None:
     assert os.environ.get("DJANGO_SETTINGS_MODULE", "homepot.settings") == "homepot.settings"
 
 
-def test_dockerfile_cmd_and_compose_web_serve_the_same_wsgi_module() -> None:
+def test_dockerfile_cmd_and_compose_web_serve_the_same_asgi_module() -> None:
     image_words = command_words(image_cmd())
 
-    assert gunicorn_app(image_words) == "homepot.wsgi:application"
+    assert gunicorn_app(image_words) == "homepot.asgi:application"
     assert gunicorn_app(service_command("web")) == gunicorn_app(image_words)
     # Worker count comes from WEB_CONCURRENCY at start-up, through a shell.
     assert image_cmd()[:2] == ["sh", "-c"] and image_cmd()[2].startswith("exec gunicorn ")

@@ -5,16 +5,24 @@ one is seen by an agent waiting on the other. The nodes grant at most 5 s
 (LONG_POLL_MAX_SECONDS=5) so the waiting tests stay short.
 """
 
+import os
 import threading
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import redis
 import requests
 
 from commands.models import Command, Status
-from homepot.longpoll import ADVERT_HEADER, MARKER_HEADER, MODE_HEADER, WAKE_HEADER
+from homepot.longpoll import (
+    ADVERT_HEADER,
+    MARKER_HEADER,
+    MODE_HEADER,
+    SUBSCRIBER_NAME,
+    WAKE_HEADER,
+)
 from tests.conftest import Agent
 from tests.web_nodes import WebNode
 
@@ -182,3 +190,34 @@ def test_without_the_asgi_router_wait_is_accepted_and_answered_at_once(client, a
     assert response.status_code == 200 and response.json() == []
     assert ADVERT_HEADER not in response.headers
     assert WAKE_HEADER not in response.headers
+
+
+def kill_wake_subscriptions() -> int:
+    """Cut the web nodes' Redis subscriptions, as a Redis restart or a network blip would."""
+    client = redis.Redis.from_url(os.environ["REDIS_URL"])
+    database = client.connection_pool.connection_kwargs.get("db", 0)
+    killed = 0
+    for entry in client.client_list():
+        if entry["name"] == SUBSCRIBER_NAME and int(entry["db"]) == database:
+            killed += client.client_kill_filter(_id=entry["id"])
+    return killed
+
+
+def test_a_command_queued_while_the_subscription_is_down_still_wakes_the_poll(
+    web_nodes, agent, operator, api_token
+) -> None:
+    token = api_token(operator)
+    thread, result = in_background(lambda: poll(web_nodes[0], agent, "?wait=5"))
+    time.sleep(1.0)
+    assert kill_wake_subscriptions() >= 1
+    # Published while node a reconnects: the message itself is lost.
+    command_id = queue_through(web_nodes[1], token, agent)
+    thread.join()
+
+    assert [c["command_id"] for c in result["response"].json()] == [command_id]
+    assert result["seconds"] < 4.5
+    # The node subscribes again and advertises long polls again.
+    deadline = time.monotonic() + 10
+    while ADVERT_HEADER not in poll(web_nodes[0], agent).headers:
+        assert time.monotonic() < deadline
+        time.sleep(0.2)

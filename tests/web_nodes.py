@@ -80,10 +80,10 @@ def _wait_until_long_polling(node: WebNode, timeout: float = 60.0) -> None:
         assert node.process.poll() is None, node.log_tail()
         try:
             # Unauthenticated: 401, but through the router, which advertises.
-            response = requests.get(f"{node.url}/api/v1/devices/pending", timeout=2)
+            response = requests.get(f"{node.url}/api/v1/devices/pending", timeout=10)
             if ADVERT_HEADER in response.headers:
                 return
-        except requests.ConnectionError:
+        except requests.RequestException:
             pass
         time.sleep(0.2)
     node.stop()
