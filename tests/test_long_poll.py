@@ -24,7 +24,7 @@ from homepot.longpoll import (
     WAKE_HEADER,
 )
 from tests.conftest import Agent
-from tests.web_nodes import WebNode
+from tests.web_nodes import WebNode, node_start
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -221,3 +221,14 @@ def test_a_command_queued_while_the_subscription_is_down_still_wakes_the_poll(
     while ADVERT_HEADER not in poll(web_nodes[0], agent).headers:
         assert time.monotonic() < deadline
         time.sleep(0.2)
+
+
+def test_beyond_its_waiter_limit_a_node_answers_polls_at_once(web_nodes, agent, tmp_path) -> None:
+    node = node_start(tmp_path / "full-node.log", LONG_POLL_MAX_WAITERS="0")
+    try:
+        started = time.monotonic()
+        response = poll(node, agent, "?wait=5")
+        assert response.status_code == 200 and response.json() == []
+        assert time.monotonic() - started < 4
+    finally:
+        node.stop()
