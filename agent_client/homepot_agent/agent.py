@@ -20,6 +20,10 @@ What the server's answers mean here (see transport.py for how they are sorted):
 * a command result answered 409 (already final) or 404 is done; 400/413/422 get
   one shorter report (status and reason, no result object); busy answers keep
   it owed.
+
+Polls ask the server to hold them until a command is queued (long polls, see
+longpoll.py) while it advertises that it does; under ``run`` such a poll waits
+on a thread of its own, and the loop takes its answer.
 """
 
 from __future__ import annotations
@@ -43,8 +47,9 @@ from homepot_agent.executor import FAILED, Outcome
 from homepot_agent.files import write_private
 from homepot_agent.lab import LabScheduler
 from homepot_agent.ledger import INTERRUPTED
+from homepot_agent.longpoll import LongPollMode, PollAnswer, PollThread
 from homepot_agent.spool import Batch, Spool, wire_samples
-from homepot_agent.transport import ApiClient, Refused, Unreachable
+from homepot_agent.transport import ApiClient, Pending, Refused, Unreachable
 
 logger = logging.getLogger("homepot_agent")
 
@@ -201,6 +206,8 @@ class Agent:
         self.collecting = Schedule(config.collect_interval, now)
         self.pushing = Schedule(config.push_interval, now + config.push_interval)
         self.polling = Schedule(config.poll_interval, now)
+        self.long_poll = LongPollMode(config.long_poll_seconds)
+        self._poll_thread: PollThread | None = None  # under run() only
 
     def reconfigure(
         self,
@@ -217,6 +224,7 @@ class Agent:
         self.collecting.interval = config.collect_interval
         self.pushing.interval = config.push_interval
         self.polling.interval = config.poll_interval
+        self.long_poll.reconfigure(config.long_poll_seconds)
 
     def wake(self) -> None:
         """Make the loop look at its jobs now (a command finished; a stop signal)."""
@@ -305,7 +313,7 @@ class Agent:
         self.spool.quarantine(batch.batch_id, reason)
 
     def _heartbeat(self) -> None:
-        self.client.heartbeat(
+        advert = self.client.heartbeat(
             {
                 **self.attributes(),
                 "instance_id": self.instance_id,
@@ -314,6 +322,12 @@ class Agent:
                 "quarantined": self.spool.quarantined(),
             }
         )
+        self._heard(advert, from_poll=False)
+
+    def _heard(self, advert: float | None, *, from_poll: bool) -> None:
+        """An answer's long-poll advertisement; turned on, the next poll goes now."""
+        if self.long_poll.heard(advert, from_poll=from_poll) and not self.polling.failures:
+            self.polling.due = min(self.polling.due, self.clock())
 
     def _check_key(self) -> None:
         """One heartbeat; raises while the key is still refused."""
@@ -329,7 +343,10 @@ class Agent:
     # --- commands --------------------------------------------------------------------------
 
     def poll_once(self) -> bool:
-        """Send results still owed, then start the next command if none runs."""
+        """Send results still owed, then start the next command if none runs.
+        The poll asks the server to wait while long polls are on, so against a
+        server that holds polls this returns when a command comes or the wait
+        is over (under run() a long poll waits on its own thread instead)."""
         if self.key_refused:
             return False  # push_once checks the key; nothing is asked for meanwhile
         try:
@@ -345,18 +362,72 @@ class Agent:
         return True
 
     def _next_command(self) -> None:
+        if not self._busy_with_commands():
+            self._take_pending(self.client.pending(limit=1, wait=self.long_poll.wait()))
+
+    def _busy_with_commands(self) -> bool:
+        """Start commands waiting here; True while one still waits or runs.
+        One at a time: a command delivered now is started now, so no command
+        waits here while its ack deadline runs out."""
         self._start_waiting()
-        if self.waiting or self.worker.busy():
-            return
-        # One at a time: a command delivered now is started now, so no
-        # command waits here while its ack deadline runs out.
-        pending = self.client.pending(limit=1)
+        return bool(self.waiting) or self.worker.busy()
+
+    def _take_pending(self, pending: Pending) -> None:
         if pending.advised_interval:
             low, high = POLL_BOUNDS
             self.polling.interval = min(high, max(low, pending.advised_interval))
+        self._heard(pending.long_poll_max, from_poll=True)
         for command in pending.commands:
             self._take(command)
         self._start_waiting()
+
+    # --- long polls on their own thread (under run) ------------------------------------
+
+    def _long_polling(self) -> bool:
+        return self._poll_thread is not None and self.long_poll.on
+
+    def start_long_poll(self) -> bool:
+        """Send results still owed, then leave a long poll waiting on its thread."""
+        if self.key_refused or self._poll_thread is None:
+            return False
+        try:
+            self._send_owed_results()
+            if self.rebooting or self._busy_with_commands():
+                return True
+            self._send_owed_results()  # what ran inline just now
+        except (Unreachable, Refused) as exc:
+            self._failed(exc)
+            return False
+        self._poll_thread.start(self.long_poll.wait())
+        return True
+
+    def _long_poll_answered(self, answer: PollAnswer, now: float) -> None:
+        """Take the commands a long poll brought; schedule the next poll: at once
+        while the server holds polls, after the advised interval when not."""
+        try:
+            if answer.error is not None:
+                raise answer.error
+            assert answer.pending is not None
+            if answer.pending.thermal is not None:  # its thread calls no hooks
+                self.thermal_advice(*answer.pending.thermal)
+            self._take_pending(answer.pending)
+            if not self.worker.busy():
+                self._send_owed_results()  # what ran inline just now
+        except (Unreachable, Refused) as exc:
+            self._poll_failed(exc, now)
+            return
+        except Exception as exc:  # a garbled answer: back off as from a failing server
+            self._poll_failed(Unreachable(f"GET pending: {exc.__class__.__name__}: {exc}"), now)
+            return
+        self.status.last_poll = self.wall_clock()
+        self.polling.failures = 0
+        held = self.long_poll.on and not answer.early_and_empty()
+        self.polling.due = now if held else now + self.polling.interval
+
+    def _poll_failed(self, exc: Exception, now: float) -> None:
+        self._failed(exc)
+        retry_after = getattr(exc, "retry_after", None)
+        self.polling.back_off(now, cap=self.config.max_backoff, retry_after=retry_after)
 
     def run_command(self, command: dict[str, Any]) -> None:
         """Take on a delivered command: start it, or answer a redelivery."""
@@ -536,6 +607,11 @@ class Agent:
         """Run until `stop` is set (call wake() with it); then keep unsent samples
         in the spool."""
         self.start_up()
+        if self.long_poll.configured > 0:
+            fork = self.client.fork()  # its own session: requests' is not thread-safe
+            self._poll_thread = PollThread(
+                lambda wait: fork.pending(limit=1, wait=wait), on_done=self.wake
+            )
         try:
             while not stop.is_set():
                 self._wake.clear()  # before the step: a wake during it is not lost
@@ -548,6 +624,9 @@ class Agent:
                     wait = min(wait, lab_due)
                 self._wake.wait(max(0.0, wait - self.clock()))
         finally:
+            if self._poll_thread is not None:
+                self._poll_thread.abandon()
+                self._poll_thread = None
             self.worker.join(SHUTDOWN_GRACE_SECONDS)  # let a short command record its result
             self.flush()
             if self.lab is not None:
@@ -562,10 +641,25 @@ class Agent:
         if self.worker.take_finished() and not self.polling.failures:
             self.polling.due = min(self.polling.due, now)  # report it; take the next one
         self._run_job(self.pushing, self.push_once, now)
-        if not self.worker.busy():
-            self._run_job(self.polling, self.poll_once, now)
-        elif now >= self.polling.due:
-            self.polling.advance(now)  # busy: asking for more would only make it wait
+        self._command_job(now)
+
+    def _command_job(self, now: float) -> None:
+        if self._poll_thread is not None:
+            if self._poll_thread.busy():
+                return  # a long poll is out; its answer wakes the loop
+            answer = self._poll_thread.take()
+            if answer is not None:
+                self._long_poll_answered(answer, now)
+        if self.worker.busy():
+            if now >= self.polling.due:
+                self.polling.advance(now)  # busy: asking for more would only make it wait
+            return
+        if self._long_polling():
+            self._run_job(self.polling, self.start_long_poll, now)
+            return
+        self._run_job(self.polling, self.poll_once, now)
+        if self._long_polling() and not self.polling.failures:
+            self.polling.due = now  # that answer advertised long polls: the first goes now
 
     def _run_job(self, schedule: Schedule, job: Callable[[], bool], now: float) -> None:
         if now < schedule.due:
@@ -586,6 +680,7 @@ class Agent:
             "spool_dropped": self.spool.dropped(),
             **self.spool.quarantine_summary(),
             "command_running": self.worker.current,
+            "long_polling": self.long_poll.on,
             "instance_id": self.instance_id,
         }
         write_private(path, json.dumps(status))

@@ -53,7 +53,13 @@ def _parser() -> argparse.ArgumentParser:
         "--wait", type=float, default=0, metavar="SECONDS", help="wait this long for the server"
     )
 
-    sub.add_parser("run", help="the daemon")
+    run = sub.add_parser("run", help="the daemon")
+    run.add_argument(
+        "--long-poll-seconds",
+        type=int,
+        metavar="SECONDS",
+        help="the longest wait a poll asks for (default: long_poll_seconds, 30); 0: plain polls",
+    )
     sub.add_parser("status", help="identity, server, spool, quarantine, last push and poll")
     quarantine = sub.add_parser("quarantine", help="batches the server refused for good")
     quarantine.add_argument(
@@ -168,6 +174,9 @@ def cmd_run(args: argparse.Namespace, config_path: Path) -> int:
     from homepot_agent.runtime import build_agent
 
     config = _registered(config_path)
+    if args.long_poll_seconds is not None:
+        config = replace(config, long_poll_seconds=args.long_poll_seconds)
+        validate(config)
     agent = build_agent(config, api_key=read_key(config))
     logger.info(
         "homepot-agent %s running as %s against %s",

@@ -44,6 +44,9 @@ class AgentConfig:
     collect_interval: float = 10.0
     push_interval: float = 30.0
     poll_interval: float = 30.0
+    # The longest a poll asks the server to hold it open for a command (its
+    # `wait`); 0: plain polls only. Used only while the server advertises it.
+    long_poll_seconds: int = 30
     enabled_collectors: list[str] = field(default_factory=lambda: ["system", "services", "agent"])
     allowed_commands: list[str] = field(default_factory=lambda: list(DEFAULT_COMMANDS))
     allowed_services: list[str] = field(default_factory=list)
@@ -85,6 +88,7 @@ _POSITIVE = {
     "max_backoff",
 }
 _AT_LEAST_ONE = {"spool_max_samples", "output_max_chars"}
+LONG_POLL_LIMIT = 3600  # an hour: beyond it a proxy on the way would cut the request anyway
 BASE_COLLECTORS = {"system", "services", "agent"}
 KNOWN_COLLECTORS = BASE_COLLECTORS | set(lab.REGISTRY)
 
@@ -121,6 +125,7 @@ _TYPES = {
     "collect_interval": float,
     "push_interval": float,
     "poll_interval": float,
+    "long_poll_seconds": int,
     "enabled_collectors": list,
     "allowed_commands": list,
     "allowed_services": list,
@@ -161,6 +166,8 @@ def validate(config: AgentConfig) -> None:
     for name in _AT_LEAST_ONE:
         if getattr(config, name) < 1:
             raise ConfigError(f"{name}: must be at least 1")
+    if not 0 <= config.long_poll_seconds <= LONG_POLL_LIMIT:
+        raise ConfigError(f"long_poll_seconds: must be 0 (off) to {LONG_POLL_LIMIT}")
     bad = sorted(set(config.enabled_collectors) - KNOWN_COLLECTORS)
     if bad:
         raise ConfigError(f"enabled_collectors: unknown collector {bad[0]!r}")

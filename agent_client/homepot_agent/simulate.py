@@ -314,6 +314,8 @@ def build_fleet(args: argparse.Namespace) -> list[Agent]:
             collect_interval=args.interval,
             push_interval=args.interval * 3,
             poll_interval=args.interval,
+            # One thread steps every device: a poll held open would stall them all.
+            long_poll_seconds=0,
             allow_insecure_http=getattr(args, "allow_insecure_http", False),
         )
         validate(config)

@@ -23,6 +23,12 @@ import requests
 from homepot_agent import __version__
 
 POLL_HEADER = "X-Poll-Interval"
+# A server that can hold a poll open sends the longest `wait` it grants, on
+# polls and heartbeats. Without it, polls are answered at once.
+LONG_POLL_HEADER = "X-Long-Poll-Max"
+# A long poll's read timeout is its wait plus this: the server answers at the
+# end of the wait, and a little later under load.
+LONG_POLL_MARGIN = 10.0
 # While an operator watches this device's thermal view (any device response may carry them).
 THERMAL_INTERVAL_HEADER = "X-Thermal-Interval"
 THERMAL_LEASE_HEADER = "X-Thermal-Lease"
@@ -63,6 +69,8 @@ class Refused(Exception):
 class Pending:
     commands: list[dict[str, Any]]
     advised_interval: float | None
+    long_poll_max: float | None = None  # X-Long-Poll-Max: None if not advertised
+    thermal: tuple[float, float] | None = None  # (interval, lease), see thermal_advice
 
 
 def retry_after_seconds(value: str | None, *, now: float | None = None) -> float | None:
@@ -105,10 +113,26 @@ class ApiClient:
         if device_id and api_key:
             self.session.headers.update({"X-Device-ID": device_id, "X-API-Key": api_key})
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> requests.Response:
+    def fork(self) -> ApiClient:
+        """The same server and identity on a session of its own, calling no hooks:
+        for a request made on another thread (the long poll)."""
+        twin = ApiClient(self.base, verify=self.session.verify, timeout=self.timeout)
+        twin.session.headers.update(self.session.headers)
+        return twin
+
+    def close(self) -> None:
+        self.session.close()
+
+    def _call(
+        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+    ) -> requests.Response:
         try:
             response = self.session.request(
-                method, self.base + path, timeout=self.timeout, allow_redirects=False, **kwargs
+                method,
+                self.base + path,
+                timeout=self.timeout if timeout is None else timeout,
+                allow_redirects=False,
+                **kwargs,
             )
         except requests.RequestException as exc:
             raise Unreachable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
@@ -152,23 +176,35 @@ class ApiClient:
         body = {"batch_id": batch_id, "samples": samples}
         return self._call("POST", "/api/v1/analytics/device-metrics", json=body).json()
 
-    def heartbeat(self, attributes: dict[str, Any] | None) -> None:
+    def heartbeat(self, attributes: dict[str, Any] | None) -> float | None:
         """Report state attributes; None: a bare "I am alive" that changes nothing
-        the running agent reported (``status`` uses it)."""
+        the running agent reported (``status`` uses it). Returns the server's
+        long-poll advertisement (X-Long-Poll-Max), None without one."""
         body = (
             None if attributes is None else {"attributes": attributes, "agent_version": __version__}
         )
-        self._call("POST", "/api/v1/devices/heartbeat", json=body)
+        response = self._call("POST", "/api/v1/devices/heartbeat", json=body)
+        return long_poll_advert(response.headers)
 
-    def pending(self, limit: int | None = None) -> Pending:
-        params = {"limit": limit} if limit else None
-        response = self._call("GET", "/api/v1/devices/pending", params=params)
-        advised = response.headers.get(POLL_HEADER)
-        try:
-            interval = float(advised) if advised else None
-        except ValueError:
-            interval = None
-        return Pending(commands=response.json(), advised_interval=interval)
+    def pending(self, limit: int | None = None, wait: int = 0) -> Pending:
+        """Queued commands. With `wait` (seconds) a server that long-polls holds
+        the request until a command is queued or the wait is over; the read
+        timeout is longer than the wait, so an answer at its end is not lost."""
+        params: dict[str, int] = {}
+        if limit:
+            params["limit"] = limit
+        if wait > 0:
+            params["wait"] = wait
+        timeout = max(self.timeout, wait + LONG_POLL_MARGIN) if wait > 0 else None
+        response = self._call(
+            "GET", "/api/v1/devices/pending", params=params or None, timeout=timeout
+        )
+        return Pending(
+            commands=response.json(),
+            advised_interval=_seconds(response.headers.get(POLL_HEADER)),
+            long_poll_max=long_poll_advert(response.headers),
+            thermal=thermal_advice(response.headers),
+        )
 
     def thermal_frame(self, frame: dict[str, Any]) -> None:
         """One thermal camera frame ({ts, width, height, values}); live only, never spooled."""
@@ -179,6 +215,20 @@ class ApiClient:
 
     def report(self, command_id: str, report: dict[str, Any]) -> None:
         self._call("PUT", f"/api/v1/devices/{command_id}/status", json=report)
+
+
+def _seconds(value: str | None) -> float | None:
+    try:
+        seconds = float(value) if value else None
+    except ValueError:
+        return None
+    return seconds if seconds is not None and math.isfinite(seconds) else None
+
+
+def long_poll_advert(headers: Any) -> float | None:
+    """X-Long-Poll-Max in seconds; None when absent, not a number, or not above 0."""
+    seconds = _seconds(headers.get(LONG_POLL_HEADER))
+    return seconds if seconds is not None and seconds > 0 else None
 
 
 def thermal_advice(headers: Any) -> tuple[float, float] | None:
