@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import http.client
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -30,6 +31,7 @@ class Seen:
     path: str
     headers: dict[str, str]
     status: int
+    at: float = 0.0  # time.monotonic() when the request arrived
 
 
 # method, path, body -> None (forward) or a canned answer
@@ -41,6 +43,8 @@ class FaultyProxy:
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
         self.answer: Rule = lambda method, path, body: None
+        # method, path -> headers added to a forwarded answer (a server's advertisement)
+        self.add_headers: Callable[[str, str], dict[str, str]] = lambda method, path: {}
         self.seen: list[Seen] = []
         self._lock = threading.Lock()
         proxy = self
@@ -52,17 +56,19 @@ class FaultyProxy:
                 pass
 
             def _handle(self) -> None:
+                arrived = time.monotonic()
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 canned = proxy.answer(self.command, self.path, body)
                 if canned is None:
                     status, headers, payload = proxy._forward(self, body)
+                    headers = {**headers, **proxy.add_headers(self.command, self.path)}
                 else:
                     if canned.forward_first:
                         proxy._forward(self, body)
                     status, headers, payload = canned.status, canned.headers, canned.body
                     headers = {"Content-Type": "application/json", **headers}
-                proxy._record(Seen(self.command, self.path, dict(self.headers), status))
+                proxy._record(Seen(self.command, self.path, dict(self.headers), status, arrived))
                 self.send_response(status)
                 for name, value in headers.items():
                     self.send_header(name, value)
