@@ -138,6 +138,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--operator-token", help="with --server-url: an operator's API token")
     parser.add_argument("--json-out", type=Path, help="also write the JSON summary here")
     parser.add_argument("--keep-server-log", type=Path, help="copy gunicorn's log here")
+    parser.add_argument(
+        "--setup-cache",
+        type=Path,
+        help="keep the seeded database as a template (and its keys and token here); "
+        "later runs with as many agents or fewer copy it instead of seeding again",
+    )
     args = parser.parse_args(argv)
     args.run_seconds = args.seconds if args.seconds else 60.0 * (args.minutes or 1.0)
     args.ramp = min(args.ramp, args.run_seconds / 2)
@@ -212,8 +218,11 @@ def run_step(label: str, command: list[str], env: dict[str, str]) -> str:
 def prepare(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> tuple[Path, str]:
     """A fresh database with the devices and an operator: (devices file, operator token)."""
     print(f"setup (database {database_name(args.database_url)}, redis {args.redis_url}):")
-    recreate_database(args.database_url)
     flush_redis(args.redis_url)
+    cache = args.setup_cache
+    if cache is not None and (cached := from_setup_cache(args, cache)) is not None:
+        return cached
+    recreate_database(args.database_url)
     run_step("migrate", [PYTHON, "manage.py", "migrate", "--no-input", "-v", "0"], env)
     devices = workdir / "devices.tsv"
     seed = [
@@ -227,7 +236,50 @@ def prepare(args: argparse.Namespace, env: dict[str, str], workdir: Path) -> tup
         PYTHON, "manage.py", "homepot_user", "soak-operator", "--role", "operator", "--token-only",
     ]  # fmt: skip
     token = run_step("operator and token", operator, env).strip()
+    if cache is not None:
+        to_setup_cache(args, cache, devices, token)
     return devices, token
+
+
+def _template_name(args: argparse.Namespace) -> str:
+    return f"{database_name(args.database_url)}_template"
+
+
+def _copy_database(database_url: str, source: str, target: str) -> None:
+    maintenance = urllib.parse.urlsplit(database_url)._replace(path="/postgres").geturl()
+    with psycopg.connect(maintenance, autocommit=True) as conn:
+        conn.execute(
+            sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(target))
+        )
+        conn.execute(
+            sql.SQL("CREATE DATABASE {} TEMPLATE {}").format(
+                sql.Identifier(target), sql.Identifier(source)
+            )
+        )
+
+
+def from_setup_cache(args: argparse.Namespace, cache: Path) -> tuple[Path, str] | None:
+    """The database copied from the template a run before left, if it has enough devices."""
+    devices, token = cache / "devices.tsv", cache / "token"
+    if not (devices.exists() and token.exists()):
+        return None
+    if len(devices.read_text().splitlines()) < args.agents:
+        return None
+    started = time.monotonic()
+    try:
+        _copy_database(args.database_url, _template_name(args), database_name(args.database_url))
+    except psycopg.Error as exc:
+        print(f"  setup cache unusable ({exc}); seeding again")
+        return None
+    print(f"  database copied from {_template_name(args)}: {time.monotonic() - started:.1f}s")
+    return devices, token.read_text().strip()
+
+
+def to_setup_cache(args: argparse.Namespace, cache: Path, devices: Path, token: str) -> None:
+    cache.mkdir(parents=True, exist_ok=True)
+    _copy_database(args.database_url, database_name(args.database_url), _template_name(args))
+    (cache / "devices.tsv").write_text(devices.read_text())
+    (cache / "token").write_text(token)
 
 
 def free_port() -> int:
@@ -666,22 +718,32 @@ class Agent:
         command_id = str(command["command_id"])
         received = time.time()
         if command_id in self.seen:
+            # The agent would not run it again (its ledger); here it is counted.
             self.ledger.doubles.append(command_id)
             return
         self.seen.add(command_id)
         record = {"command_id": command_id, "device_id": self.device_id, "received": received}
         self.ledger.commands.append(record)
         ack_path = f"/api/v1/devices/{self.device_id}/commands/{command_id}/ack"
-        ack = await self.request("ack", "POST", ack_path)
-        record["ack_status"] = ack.status if ack else None
-        record["acked"] = time.time() if ack and ack.status == 200 else None
+        ack = await self.until_answered("ack", "POST", ack_path)
+        record["ack_status"] = ack.status
+        record["acked"] = time.time() if ack.status == 200 else None
         if record["acked"] is None:
-            return
+            return  # refused (409): canceled or queued again meanwhile
         report = {"status": "succeeded", "result": {"pong": True}, "executed_at": iso_now()}
-        answer = await self.request(
-            "report", "PUT", f"/api/v1/devices/{command_id}/status", body=report
-        )
-        record["report_status"] = answer.status if answer else None
+        path = f"/api/v1/devices/{command_id}/status"
+        answer = await self.until_answered("report", "PUT", path, body=report)
+        record["report_status"] = answer.status
+
+    async def until_answered(
+        self, row: str, method: str, path: str, *, body: Any = None
+    ) -> Response:
+        """As the agent: an ack or a result that got no answer (or 429, 5xx) is sent again."""
+        while True:
+            response = await self.request(row, method, path, body=body)
+            if response is not None and response.status != 429 and response.status < 500:
+                return response
+            await asyncio.sleep(ERROR_BACKOFF)
 
 
 def advised_interval(headers: Any) -> float:
