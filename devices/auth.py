@@ -23,6 +23,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from typing import Any
 
 from django.conf import settings
@@ -195,7 +196,11 @@ def _record_use(credential: DeviceCredential, key: NewKey) -> None:
         if rehashed:
             logger.debug("device key %s re-hashed into the current form", key.key_id)
             return
-    rows.update(last_used_at=now)
+    # last_used_at is accurate to the auth cache period anyway: a fleet coming
+    # back after a cache flush does not rewrite every credential row.
+    period = timedelta(seconds=settings.DEVICE_AUTH_CACHE_SECONDS)
+    if credential.last_used_at is None or credential.last_used_at <= now - period:
+        rows.update(last_used_at=now)
 
 
 def _failure_keys(key_id: str, client_address: str) -> dict[str, int]:

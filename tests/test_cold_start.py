@@ -10,6 +10,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
 
 import bcrypt
 import pytest
@@ -19,6 +20,7 @@ from django.core.cache import cache
 from django.db import connection, connections
 from django.db.models import Q
 from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
 
 from devices import auth
 from devices.keys import legacy_bcrypt_hash, parse_api_key
@@ -129,6 +131,26 @@ def test_a_hash_copied_onto_another_key_id_does_not_match(client, make_agent):
     response = beat(client, theirs, f"hpk_{theirs_key_id}_{my_secret}")
 
     assert response.status_code == 401
+
+
+def test_a_key_checked_again_within_the_cache_period_rewrites_no_credential_row(
+    client, agent, settings, monkeypatch
+):
+    assert beat(client, agent).status_code == 200  # stamps last_used_at
+    forget_verified_keys()
+
+    with CaptureQueriesContext(connection) as again:
+        assert beat(client, agent).status_code == 200
+
+    credential_writes = [
+        q for q in again if q["sql"].startswith('UPDATE "devices_devicecredential"')
+    ]
+    assert credential_writes == []
+    later = timezone.now() + timedelta(seconds=settings.DEVICE_AUTH_CACHE_SECONDS + 1)
+    monkeypatch.setattr(timezone, "now", lambda: later)
+    forget_verified_keys()
+    assert beat(client, agent).status_code == 200
+    assert DeviceCredential.objects.get(device=agent.device).last_used_at == later
 
 
 # --- Rotating the hash key ---------------------------------------------------------------------
