@@ -393,6 +393,8 @@ def report(
     print(f"  first requests spread over {args.spread:.0f} s, {args.clients} client threads")
     print(f"  all authenticated after {fleet.seconds:.1f} s; answers {dict(fleet.statuses)}")
     print(f"  503 auth_busy answers: {busy}; server worker CPU: {cpu:.1f} s")
+    load = ", ".join(f"{value:.1f}" for value in os.getloadavg())
+    print(f"  machine load average now (1/5/15 min): {load} on {os.cpu_count()} cores")
     worst = 0.0
     for label, values in prober.latencies.items():
         p50, p99 = percentile(values, 50), percentile(values, 99)
