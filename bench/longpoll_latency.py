@@ -136,10 +136,10 @@ class WebNode:
             if self.process.poll() is not None:
                 break
             try:
-                answer = requests.get(f"{self.url}/api/v1/devices/pending", timeout=2)
+                answer = requests.get(f"{self.url}/api/v1/devices/pending", timeout=5)
                 if "X-Long-Poll-Max" in answer.headers:
                     return
-            except requests.ConnectionError:
+            except requests.RequestException:  # not up yet, or still booting
                 pass
             time.sleep(0.2)
         self.stop()
@@ -162,6 +162,7 @@ class Fleet:
         from homepot_agent.runtime import build_agent
 
         self.runs: Counter[str] = Counter()
+        self.ack_sent: dict[str, float] = {}  # command id -> wall clock as the agent sent the ack
         self._lock = threading.Lock()
         self.stop = threading.Event()
         self.agents, self.threads = [], []
@@ -175,6 +176,7 @@ class Fleet:
             )
             agent = build_agent(config, api_key=api_key)
             agent.executor.execute = self._counted(agent.executor.execute)
+            agent.client.ack = self._timed(agent.client.ack)
             self.agents.append(agent)
             thread = threading.Thread(target=agent.run, args=(self.stop,), daemon=True)
             self.threads.append(thread)
@@ -186,6 +188,13 @@ class Fleet:
             return execute(command)
 
         return run
+
+    def _timed(self, ack: Callable[[str, str], None]) -> Callable[[str, str], None]:
+        def send(device_id: str, command_id: str) -> None:
+            self.ack_sent[command_id] = time.time()
+            ack(device_id, command_id)
+
+        return send
 
     def start(self) -> None:
         for thread in self.threads:
@@ -254,24 +263,56 @@ def describe(label: str, seconds: list[float]) -> str:
     )
 
 
-def report(args: argparse.Namespace, command_ids: list[str], runs: Counter[str]) -> None:
+def queued_behind_another(rows: list[Any]) -> set[int]:
+    """Commands queued while their device still had an earlier one unfinished:
+    the agent runs one at a time, so these wait for it by design."""
+    behind = set()
+    for command in rows:
+        for earlier in rows:
+            if (
+                earlier.device_id == command.device_id
+                and earlier.created_at < command.created_at
+                and (earlier.finished_at is None or earlier.finished_at > command.created_at)
+            ):
+                behind.add(command.pk)
+                break
+    return behind
+
+
+def report(args: argparse.Namespace, command_ids: list[str], fleet: Fleet) -> None:
     from commands.models import Command
 
     rows = list(Command.objects.filter(public_id__in=command_ids))
     acked = [c for c in rows if c.started_at is not None]
     ack = [(c.started_at - c.created_at).total_seconds() for c in acked]
+    behind = queued_behind_another(rows)
+    ack_idle = [(c.started_at - c.created_at).total_seconds() for c in acked if c.pk not in behind]
     delivery = [
         (c.delivered_at - c.created_at).total_seconds() for c in rows if c.delivered_at is not None
     ]
     lost = len(command_ids) - sum(1 for c in rows if c.status == "succeeded")
-    twice = sum(1 for c in rows if runs[str(c.public_id)] > 1 or c.attempts > 1)
+    twice = sum(1 for c in rows if fleet.runs[str(c.public_id)] > 1 or c.attempts > 1)
+    # Where the time between delivery and ack goes (one machine: one wall clock).
+    sent = {str(c.public_id): fleet.ack_sent.get(str(c.public_id)) for c in acked}
+    in_agent = [
+        sent[str(c.public_id)] - c.delivered_at.timestamp()
+        for c in acked
+        if sent[str(c.public_id)] and c.delivered_at
+    ]
+    in_ack = [
+        c.started_at.timestamp() - sent[str(c.public_id)] for c in acked if sent[str(c.public_id)]
+    ]
     p99 = percentile(ack, 0.99) if ack else float("inf")
     print(
         f"\n{len(command_ids)} pings over {args.spread:.0f} s to {args.agents} agents "
         f"(one gunicorn ASGI worker, LONG_POLL_MAX_SECONDS={args.long_poll_max})"
     )
     print(describe("queue -> ack     ", ack))
+    print(describe(f"  device idle ({len(ack_idle)})", ack_idle))
+    print(f"  queued while the device ran another (one at a time): {len(behind)}")
     print(describe("queue -> delivery", delivery))
+    print(describe("delivery -> ack sent (answer travels, agent claims)", in_agent))
+    print(describe("ack sent -> ack recorded (server)", in_ack))
     print(f"  acked {len(acked)}/{len(command_ids)}; lost {lost}; run or delivered twice {twice}")
     verdict = "PASS" if p99 < TARGET_P99_SECONDS and lost == 0 and twice == 0 else "FAIL"
     print(f"  target: p99 < {TARGET_P99_SECONDS:.0f} s, none lost, none twice -> {verdict}")
@@ -302,7 +343,7 @@ def main() -> None:
                 node.url, token, list(keys), args.commands, args.spread, rng
             )
             wait_until_final(command_ids, args.settle)
-            report(args, command_ids, fleet.runs)
+            report(args, command_ids, fleet)
         finally:
             fleet.close()
             node.stop()
