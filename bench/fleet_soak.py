@@ -101,6 +101,7 @@ METRIC_NAMES = [f"soak_m{n:02d}" for n in range(METRICS_PER_SAMPLE)]
 REQUEST_TIMEOUT = 15.0  # the agent's default
 LONG_POLL_SLACK = 15.0  # a long poll's timeout beyond its wait
 ERROR_BACKOFF = 5.0
+STUCK_SECONDS = 30.0  # an agent still running this long after the end is cancelled
 # The rows of the table, in order; "pending" is split by what the poll was.
 DEVICE_ENDPOINTS = ("heartbeat", "telemetry", "pending", "ack", "report")
 OPERATOR_ENDPOINT = "operator queue"
@@ -133,6 +134,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--redis-url", default="redis://127.0.0.1:6379/15")
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2, help="gunicorn")
     parser.add_argument("--backlog", type=int, default=4096, help="gunicorn's listen backlog")
+    parser.add_argument("--web-threads", type=int, help="WEB_THREADS (the server's default: 4)")
     parser.add_argument("--server-url", help="use this running server (no setup)")
     parser.add_argument("--devices-file", type=Path, help="with --server-url: id<TAB>key lines")
     parser.add_argument("--operator-token", help="with --server-url: an operator's API token")
@@ -192,17 +194,22 @@ def flush_redis(redis_url: str) -> None:
 
 
 def server_environment(args: argparse.Namespace) -> dict[str, str]:
-    return os.environ | {
-        "DJANGO_SETTINGS_MODULE": "homepot.settings",
-        "DATABASE_URL": args.database_url,
-        "REDIS_URL": args.redis_url,
-        "DEBUG": "false",
-        # Seeding and serving share it: new device keys are HMAC under a key derived from it.
-        "SECRET_KEY": SERVER_SECRET,
-        "ALLOWED_HOSTS": "127.0.0.1,localhost",
-        "LOG_LEVEL": "WARNING",
-        "PYTHONUNBUFFERED": "1",
-    }
+    threads = {"WEB_THREADS": str(args.web_threads)} if args.web_threads else {}
+    return (
+        os.environ
+        | threads
+        | {
+            "DJANGO_SETTINGS_MODULE": "homepot.settings",
+            "DATABASE_URL": args.database_url,
+            "REDIS_URL": args.redis_url,
+            "DEBUG": "false",
+            # Seeding and serving share it: new device keys are HMAC under a key derived from it.
+            "SECRET_KEY": SERVER_SECRET,
+            "ALLOWED_HOSTS": "127.0.0.1,localhost",
+            "LOG_LEVEL": "WARNING",
+            "PYTHONUNBUFFERED": "1",
+        }
+    )
 
 
 def run_step(label: str, command: list[str], env: dict[str, str]) -> str:
@@ -569,6 +576,7 @@ class Agent:
         self.value_seq = 0
         self.sample_seq = 0
         self.long_poll = plan.long_poll
+        self.ends_at = plan.started_at + plan.run_seconds + plan.drain_seconds
 
     # The moments of the plan, as loop times.
     def at(self, offset: float) -> float:
@@ -583,7 +591,7 @@ class Agent:
             await sleep_until(self.at(self.plan.run_seconds + self.plan.drain_seconds))
         finally:
             poller.cancel()
-            await asyncio.gather(poller, return_exceptions=True)
+            await asyncio.wait([poller], timeout=LONG_POLL_SLACK)
         for batch in self.spool:
             if batch.tried:
                 self.ledger.doubtful_values += batch.values
@@ -683,7 +691,7 @@ class Agent:
     # --- commands --------------------------------------------------------------------------
 
     async def poll_loop(self) -> None:
-        while True:
+        while time.time() < self.ends_at:
             wait = self.plan.wait if self.long_poll else 0
             path = f"{PENDING_PATH}?wait={wait}&limit=1" if wait else f"{PENDING_PATH}?limit=1"
             timeout = wait + LONG_POLL_SLACK if wait else REQUEST_TIMEOUT
@@ -741,8 +749,9 @@ class Agent:
         """As the agent: an ack or a result that got no answer (or 429, 5xx) is sent again."""
         while True:
             response = await self.request(row, method, path, body=body)
-            if response is not None and response.status != 429 and response.status < 500:
-                return response
+            answered = response is not None and response.status != 429 and response.status < 500
+            if answered or time.time() >= self.ends_at:
+                return response or Response(0, {}, None, 0.0, time.time())
             await asyncio.sleep(ERROR_BACKOFF)
 
 
@@ -792,7 +801,19 @@ async def run_agents(
     connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3.0)
     async with aiohttp.ClientSession(connector=connector) as http:
         agents = [Agent(d, k, o, plan, http, recorder) for d, k, o in specs]
-        await asyncio.gather(*(agent.run() for agent in agents))
+        tasks = [asyncio.create_task(agent.run()) for agent in agents]
+        end = plan.started_at + plan.run_seconds + plan.drain_seconds + STUCK_SECONDS
+        _, stuck = await asyncio.wait(tasks, timeout=max(1.0, end - time.time()))
+        # Every agent stops by itself at the end: one that did not is a bench bug
+        # (or a request that never ended): say where it hangs, count it, go on.
+        for task in list(stuck)[:3]:
+            task.print_stack(file=sys.stderr)
+        for task in stuck:
+            task.cancel()
+        if stuck:
+            recorder.outcome("agents stuck past the end", "cancelled")
+            recorder.outcomes[("agents stuck past the end", "cancelled")] = len(stuck)
+            await asyncio.wait(stuck, timeout=10)
     return {agent.device_id: agent.ledger for agent in agents}
 
 
@@ -1069,6 +1090,7 @@ def report(
         *DEVICE_ENDPOINTS,
         "pending: past the wait",
         OPERATOR_ENDPOINT,
+        "agents stuck past the end",
     ]
     rows = {
         n: row_stats(n, merged)
@@ -1164,6 +1186,21 @@ def watch_groups(server: Server | None, database: str) -> dict[str, Any]:
     return groups
 
 
+def server_log_summary(path: Path, top: int = 8) -> dict[str, int]:
+    """gunicorn's warnings and errors, counted by their first words (printed)."""
+    counts: Counter = Counter()
+    for line in path.read_text(errors="replace").splitlines() if path.exists() else ():
+        for level in (" WARNING ", " ERROR ", " CRITICAL ", "[ERROR]", "[CRITICAL]"):
+            if level in line:
+                counts[level.strip(" []") + " " + line.split(level, 1)[1][:90]] += 1
+                break
+    if counts:
+        print("  server log (warnings and errors, by first words):")
+        for message, count in counts.most_common(top):
+            print(f"    {count:>7}  {message}")
+    return dict(counts.most_common(top))
+
+
 def own_cpu_seconds() -> float:
     usage = resource.getrusage(resource.RUSAGE_SELF)
     return usage.ru_utime + usage.ru_stime
@@ -1222,6 +1259,8 @@ def run(args: argparse.Namespace, workdir: Path) -> int:
             if args.keep_server_log:
                 args.keep_server_log.write_text(server.log_path.read_text(errors="replace"))
     summary = report(args, merged, samples, commands, cpu, rss)
+    if server is not None:
+        summary["server_log"] = server_log_summary(server.log_path)
     line = json.dumps(summary, default=str)
     if args.json_out:
         args.json_out.write_text(line)
