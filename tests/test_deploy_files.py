@@ -404,7 +404,7 @@ def test_gunicorn_serves_the_importable_asgi_application_of_the_settings() -> No
     # A graceful stop lets the longest long poll finish.
     assert int(option_value(words, "--graceful-timeout")) > settings.LONG_POLL_MAX_SECONDS
     # The web service publishes the port gunicorn binds.
-    assert "8000:8000" in [str(port) for port in services()["web"]["ports"]]
+    assert "8000:8000" in [interpolate(str(port)) for port in services()["web"]["ports"]]
 
 
 def test_celery_commands_load_the_project_app_and_its_scheduler() -> None:
