@@ -829,7 +829,9 @@ async def operate(
     """Queue a ping for each (time, device); a retry keeps the Idempotency-Key."""
     headers = {"Authorization": f"Token {token}"}
     queued: list[dict[str, Any]] = []
-    async with aiohttp.ClientSession(headers=headers) as http:
+    # As the agents': idle connections dropped before uvicorn's 5 s keep-alive ends.
+    connector = aiohttp.TCPConnector(limit=0, keepalive_timeout=3.0)
+    async with aiohttp.ClientSession(headers=headers, connector=connector) as http:
 
         async def queue(at: float, device_id: str) -> None:
             await sleep_until(at)
