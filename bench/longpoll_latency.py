@@ -122,6 +122,7 @@ class WebNode:
             PYTHON, "-m", "gunicorn", "homepot.asgi:application",
             "--bind", self.url.removeprefix("http://"), "--workers", "1",
             "--worker-class", "homepot.web_worker.Worker", "--log-level", "warning",
+            "--graceful-timeout", "5",  # the agents' last long polls need not be answered
         ]  # fmt: skip
         with log.open("ab") as out:
             self.process = subprocess.Popen(
@@ -148,7 +149,11 @@ class WebNode:
     def stop(self) -> None:
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
-            self.process.wait(timeout=30)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
 
 
 # --- the agents --------------------------------------------------------------------------------

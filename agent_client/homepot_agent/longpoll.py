@@ -20,7 +20,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from homepot_agent.transport import Pending, Unreachable
+from homepot_agent.transport import Pending
 
 # An empty answer this much sooner than the wait asked for was not held: the
 # server is full (it answers at once beyond its waiters' limit). Polling again
@@ -31,12 +31,6 @@ EARLY_SLACK_SECONDS = 1.0
 # close, hands it nothing; a command it answered with is not acknowledged, so
 # the server delivers it again after its ack deadline.
 STOP_JOIN_SECONDS = 0.2
-# A poll that fails without an answer this quickly most likely went out on a
-# kept-alive connection the server had just closed as idle (gunicorn's default
-# keep-alive is 2 s, about what running a command between two polls takes).
-# It is sent once more at once, on a fresh connection; a server that is really
-# away fails again and the loop backs off.
-STALE_CONNECTION_SECONDS = 0.5
 
 
 @dataclass
@@ -128,21 +122,13 @@ class PollThread:
         started = time.monotonic()
         answer = PollAnswer(wait=wait, seconds=0.0)
         try:
-            answer.pending = self._fetch_once_more_if_stale(wait, started)
+            answer.pending = self.fetch(wait)
         except Exception as exc:  # every failure goes to the loop, which backs off
             answer.error = exc
         answer.seconds = time.monotonic() - started
         with self._lock:
             self._answer, self._out = answer, False
         self.on_done()
-
-    def _fetch_once_more_if_stale(self, wait: int, started: float) -> Pending:
-        try:
-            return self.fetch(wait)
-        except Unreachable as exc:
-            if exc.status is not None or time.monotonic() - started > STALE_CONNECTION_SECONDS:
-                raise
-        return self.fetch(wait)
 
     def take(self) -> PollAnswer | None:
         """The answer, once, after the poll came back; None before."""

@@ -11,6 +11,7 @@ Every answer is sorted into one of two failures the agent acts on:
 
 from __future__ import annotations
 
+import http.client
 import math
 import time
 from collections.abc import Callable
@@ -123,17 +124,37 @@ class ApiClient:
     def close(self) -> None:
         self.session.close()
 
+    def _send(
+        self, method: str, path: str, timeout: float | None, **kwargs: Any
+    ) -> requests.Response:
+        return self.session.request(
+            method,
+            self.base + path,
+            timeout=self.timeout if timeout is None else timeout,
+            allow_redirects=False,
+            **kwargs,
+        )
+
     def _call(
-        self, method: str, path: str, *, timeout: float | None = None, **kwargs: Any
+        self,
+        method: str,
+        path: str,
+        *,
+        timeout: float | None = None,
+        again_if_dropped: bool = True,
+        **kwargs: Any,
     ) -> requests.Response:
         try:
-            response = self.session.request(
-                method,
-                self.base + path,
-                timeout=self.timeout if timeout is None else timeout,
-                allow_redirects=False,
-                **kwargs,
-            )
+            try:
+                response = self._send(method, path, timeout, **kwargs)
+            except requests.ConnectionError as exc:
+                if not (again_if_dropped and dropped_unanswered(exc)):
+                    raise
+                # Most likely a kept-alive connection the server had just closed as
+                # idle (gunicorn keeps them 2 s): once more, on a fresh connection.
+                # Every request but registering is safe to repeat (see the server's
+                # ack, report and batch_id).
+                response = self._send(method, path, timeout, **kwargs)
         except requests.RequestException as exc:
             raise Unreachable(f"{method} {path}: {exc.__class__.__name__}: {exc}") from exc
         status = response.status_code
@@ -169,6 +190,7 @@ class ApiClient:
             f"/api/v1/devices/sites/{site_id}/devices",
             json=device,
             headers={"X-Enrollment-Token": token},
+            again_if_dropped=False,  # a token may be good for one use only
         )
         return response.json()
 
@@ -215,6 +237,20 @@ class ApiClient:
 
     def report(self, command_id: str, report: dict[str, Any]) -> None:
         self._call("PUT", f"/api/v1/devices/{command_id}/status", json=report)
+
+
+def dropped_unanswered(exc: BaseException) -> bool:
+    """The server closed or reset the connection before any answer (not: refused,
+    timed out): what a request on a connection it just closed as idle meets."""
+    seen: BaseException | None = exc
+    for _ in range(5):  # requests' error wraps urllib3's, which wraps http.client's
+        if isinstance(seen, (http.client.RemoteDisconnected, ConnectionResetError)):
+            return True
+        if seen is None:
+            return False
+        inner = [a for a in seen.args if isinstance(a, BaseException)]
+        seen = inner[-1] if inner else seen.__cause__
+    return False
 
 
 def _seconds(value: str | None) -> float | None:

@@ -13,9 +13,9 @@ from collections.abc import Callable, Iterator
 import pytest
 from homepot_agent.agent import Agent
 from homepot_agent.config import AgentConfig
-from homepot_agent.longpoll import LongPollMode, PollAnswer, PollThread
+from homepot_agent.longpoll import LongPollMode, PollAnswer
 from homepot_agent.runtime import build_agent
-from homepot_agent.transport import LONG_POLL_HEADER, Pending, Unreachable
+from homepot_agent.transport import LONG_POLL_HEADER, Pending
 
 from commands.models import Command, Status
 from tests.agent.faults import FaultyProxy, Seen
@@ -237,32 +237,3 @@ def test_an_early_empty_answer_was_not_held() -> None:
     assert PollAnswer(wait=30, seconds=0.1, pending=empty).early_and_empty()
     assert not PollAnswer(wait=30, seconds=29.5, pending=empty).early_and_empty()
     assert not PollAnswer(wait=30, seconds=0.1, pending=one).early_and_empty()
-
-
-def test_a_poll_that_fails_at_once_goes_out_once_more_on_a_fresh_connection() -> None:
-    calls: list[int] = []
-
-    def stale_then_fine(wait: int) -> Pending:
-        calls.append(wait)
-        if len(calls) == 1:  # as a kept-alive connection the server just closed fails
-            raise Unreachable("GET pending: ConnectionError: Remote end closed connection")
-        return Pending([], 30.0, long_poll_max=5.0)
-
-    thread = PollThread(stale_then_fine)
-    thread.start(5)
-    wait_until(lambda: not thread.busy(), 5, "the poll")
-    answer = thread.take()
-    assert calls == [5, 5] and answer.error is None and answer.pending.long_poll_max == 5.0
-
-
-def test_a_busy_server_is_not_asked_again_at_once() -> None:
-    calls: list[int] = []
-
-    def busy(wait: int) -> Pending:
-        calls.append(wait)
-        raise Unreachable("GET pending: HTTP 503", status=503)
-
-    thread = PollThread(busy)
-    thread.start(5)
-    wait_until(lambda: not thread.busy(), 5, "the poll")
-    assert calls == [5] and thread.take().error.status == 503  # the loop backs off

@@ -6,12 +6,15 @@ talks to the live server through a proxy that answers on cue."""
 import itertools
 import json
 import logging
+import socket
+import threading
 import time
 from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
 
 import pytest
 from homepot_agent import cli
+from homepot_agent.transport import ApiClient, Unreachable
 
 from analytics.models import Sample
 from commands.models import Command
@@ -313,3 +316,63 @@ def test_an_ack_whose_answer_was_lost_is_sent_again_and_the_command_runs_once(
     command.refresh_from_db()
     assert command.status == "succeeded"
     assert calls(systemctl_log) == ["restart -- nginx"]
+
+
+class DroppingServer:
+    """A raw HTTP server whose first `drops` connections are closed unanswered
+    once the request is read, as a server closing an idle kept-alive connection
+    does; the others get an empty command list."""
+
+    def __init__(self, drops: int) -> None:
+        self.drops = drops
+        self.connections = 0
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.url = f"http://127.0.0.1:{self.listener.getsockname()[1]}"
+        threading.Thread(target=self._serve, daemon=True).start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.listener.accept()
+            except OSError:
+                return
+            with conn:
+                self.connections += 1
+                conn.recv(65536)
+                if self.connections > self.drops:
+                    conn.sendall(
+                        b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n"
+                        b"Content-Length: 2\r\nConnection: close\r\n\r\n[]"
+                    )
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def test_a_request_dropped_unanswered_goes_once_more_on_a_fresh_connection() -> None:
+    server = DroppingServer(drops=1)
+    try:
+        assert ApiClient(server.url, device_id="d", api_key="k").pending(limit=1).commands == []
+    finally:
+        server.close()
+    assert server.connections == 2
+
+
+def test_a_server_that_keeps_dropping_is_unreachable_after_one_more_try() -> None:
+    server = DroppingServer(drops=5)
+    try:
+        with pytest.raises(Unreachable):
+            ApiClient(server.url, device_id="d", api_key="k").ack("d", "c")
+    finally:
+        server.close()
+    assert server.connections == 2
+
+
+def test_registering_is_never_sent_twice() -> None:
+    server = DroppingServer(drops=1)
+    try:
+        with pytest.raises(Unreachable):
+            ApiClient(server.url).register(site_id="s", token="t", device={"device_id": "d"})
+    finally:
+        server.close()
+    assert server.connections == 1
