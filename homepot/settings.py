@@ -72,6 +72,9 @@ MIDDLEWARE = [
 
 ROOT_URLCONF = "homepot.urls"
 WSGI_APPLICATION = "homepot.wsgi.application"
+# What production serves (gunicorn, homepot.web_worker.Worker): the WSGI application
+# behind the long-poll router.
+ASGI_APPLICATION = "homepot.asgi.application"
 APPEND_SLASH = False  # the API's paths have no trailing slashes
 
 TEMPLATES = [
@@ -225,6 +228,15 @@ COMMAND_BULK_MAX_DEVICES = env_int("COMMAND_BULK_MAX_DEVICES", 10000, minimum=1)
 # The poll interval advised to agents: idle, and while commands are flowing.
 COMMAND_POLL_IDLE_SECONDS = env_int("COMMAND_POLL_IDLE_SECONDS", 30, minimum=1)
 COMMAND_POLL_BUSY_SECONDS = env_int("COMMAND_POLL_BUSY_SECONDS", 5, minimum=1)
+# Long polls (homepot.longpoll, under homepot.asgi): the largest `wait` granted,
+# and how many polls one web process keeps waiting at once (more are answered at once).
+LONG_POLL_MAX_SECONDS = env_int("LONG_POLL_MAX_SECONDS", 30, minimum=1)
+if LONG_POLL_MAX_SECONDS > 300:
+    raise ImproperlyConfigured("LONG_POLL_MAX_SECONDS must be at most 300")
+LONG_POLL_MAX_WAITERS = env_int("LONG_POLL_MAX_WAITERS", 20_000, minimum=0)
+# Threads per web process answering Django requests under homepot.asgi (each may
+# hold a database connection).
+WEB_THREADS = env_int("WEB_THREADS", 4, minimum=1)
 # The beat sweep moves at most this many commands per statement (it repeats until done).
 COMMAND_SWEEP_BATCH = env_int("COMMAND_SWEEP_BATCH", 500, minimum=1)
 
