@@ -64,13 +64,10 @@ def _generation_key(public_id: str) -> str:
     return f"devauth:gen:{public_id}"
 
 
-def _memory_scope(public_id: str) -> str:
-    return f"auth:{public_id}"
-
-
 def auth_scope(public_id: str) -> str:
-    """The scope reset whenever the device's keys change (a waiting long poll wakes on it)."""
-    return _memory_scope(public_id)
+    """The local-memory scope reset whenever the device's keys change (a waiting
+    long poll wakes on it too)."""
+    return f"auth:{public_id}"
 
 
 def _entry_key(public_id: str, api_key: str) -> str:
@@ -94,7 +91,7 @@ def auth_generation_reset(public_id: str) -> None:
         cache.set(_generation_key(public_id), secrets.token_hex(8), timeout=_generation_seconds())
         memory = local_memory()
         if memory is not None:
-            memory.reset(_memory_scope(public_id))
+            memory.reset(auth_scope(public_id))
 
     reset()
     transaction.on_commit(reset)
@@ -297,7 +294,7 @@ def device_authenticate(*, public_id: str, api_key: str, client_address: str) ->
     cannot lock out an agent whose key was already verified.
     """
     entry_key, generation_key = _entry_key(public_id, api_key), _generation_key(public_id)
-    memory, scope = local_memory(), _memory_scope(public_id)
+    memory, scope = local_memory(), auth_scope(public_id)
     if memory is not None:
         entry = memory.get(scope, entry_key)
         if entry is not None and _unexpired(entry):
