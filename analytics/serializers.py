@@ -1,4 +1,9 @@
+from typing import Any
+
+from django.conf import settings
+from django.utils import timezone
 from rest_framework import serializers
+from rest_framework.fields import empty
 
 from analytics.fields import (
     METRIC_NAME_PATTERN,
@@ -6,6 +11,8 @@ from analytics.fields import (
     SamplesField,
     StrictFloatField,
     TimestampField,
+    finite_number,
+    parse_timestamp,
 )
 from homepot.api import StrictSerializer
 from homepot.validators import BoundedDateTimeField
@@ -25,7 +32,11 @@ FLAT_METRICS = [
 
 
 class FlatMetricsSerializer(StrictSerializer):
-    """The flat object HOMEPOT's existing agents send."""
+    """The flat object HOMEPOT's existing agents send.
+
+    Every push of every agent comes through here, so an ordinary payload is
+    checked in one plain pass (flat_metrics_checked) instead of field by field;
+    anything else is validated, and refused, by the fields below as before."""
 
     # Optional; if sent, it must be the authenticated device's public id.
     device_id = serializers.CharField(required=False, max_length=64, source="public_id")
@@ -40,6 +51,51 @@ class FlatMetricsSerializer(StrictSerializer):
     active_connections = StrictFloatField(required=False)
     collection_interval_seconds = StrictFloatField(required=False)
     extra_metrics = MetricsField(required=False)
+
+    def run_validation(self, data: Any = empty) -> Any:
+        checked = flat_metrics_checked(data)
+        return checked if checked is not None else super().run_validation(data)
+
+
+FLAT_FIELDS = frozenset({"device_id", "timestamp", "extra_metrics", *FLAT_METRICS})
+FLAT_NULLABLE = frozenset({"network_latency_ms"})  # null: not measured this time
+_EXTRA_METRICS = MetricsField()
+
+
+def flat_metrics_checked(data: Any) -> dict[str, Any] | None:
+    """What FlatMetricsSerializer's fields return for a payload they accept, in
+    one pass, or None when the payload needs them: anything unusual (a device id
+    with spaces or control characters, a number given as a string) or wrong.
+    None is never an answer, only "ask the fields", so the accepted payloads,
+    the values stored and the error messages stay exactly theirs."""
+    if type(data) is not dict or not data.keys() <= FLAT_FIELDS:
+        return None
+    checked: dict[str, Any] = {}
+    try:
+        if "device_id" in data:
+            checked["public_id"] = _plain_device_id(data["device_id"])
+        if "timestamp" in data:
+            checked["timestamp"] = parse_timestamp(data["timestamp"], timezone.now())
+        bound = settings.TELEMETRY_MAX_ABS_VALUE
+        for name in FLAT_METRICS:
+            if name in data:
+                value = data[name]
+                nullable = value is None and name in FLAT_NULLABLE
+                checked[name] = None if nullable else finite_number(value, bound)
+        if "extra_metrics" in data:
+            checked["extra_metrics"] = _EXTRA_METRICS.to_internal_value(data["extra_metrics"])
+    except serializers.ValidationError:
+        return None
+    return checked
+
+
+def _plain_device_id(value: Any) -> str:
+    """A device id the CharField would take unchanged (its trimming, length
+    and character checks are no-ops for it)."""
+    if type(value) is str and 0 < len(value) <= 64 and value.isprintable():
+        if value.strip() == value:
+            return value
+    raise serializers.ValidationError("Needs the field's own checks.")
 
 
 class BatchSerializer(StrictSerializer):

@@ -115,10 +115,14 @@ def _insert_many(sql_head: str, sql_tail: str, rows: list[tuple]) -> None:
     with connection.cursor() as cursor:
         for start in range(0, len(rows), ROWS_PER_STATEMENT):
             chunk = rows[start : start + ROWS_PER_STATEMENT]
-            values = ", ".join(["(%s, %s, %s, %s)"] * len(chunk))
             cursor.execute(
-                f"{sql_head} VALUES {values} {sql_tail}", [v for row in chunk for v in row]
+                f"{sql_head} VALUES {_placeholders(len(chunk))} {sql_tail}",
+                [v for row in chunk for v in row],
             )
+
+
+def _placeholders(rows: int) -> str:
+    return ", ".join(["(%s, %s, %s, %s)"] * rows)
 
 
 def _table(model: type) -> str:
@@ -191,33 +195,70 @@ def _samples_store(
             rows.append((device_pk, metric_pk, db_ts, value))
             if metric_pk not in newest or newest[metric_pk][0] < ts:
                 newest[metric_pk] = (ts, db_ts, value)
-    with transaction.atomic():
-        if batch_id and not _record_batch(device_pk, batch_id, len(samples), values):
-            return IngestResult(batch_id, 0, 0, duplicate=True)
-        _insert_many(
-            f"INSERT INTO {_table(Sample)} (device_id, metric_id, ts, value)",
-            "ON CONFLICT DO NOTHING",
-            rows,
-        )
-        latest = _table(LatestValue)
-        _insert_many(
-            f"INSERT INTO {latest} (device_id, metric_id, ts, value)",
-            f"ON CONFLICT (device_id, metric_id) DO UPDATE SET ts = excluded.ts,"
-            f" value = excluded.value WHERE {latest}.ts < excluded.ts",
-            [(device_pk, metric_pk, db_ts, v) for metric_pk, (_, db_ts, v) in newest.items()],
-        )
-        _note_late_samples(device_pk, [ts for ts, _ in samples])
-        transaction.on_commit(lambda: _remember_names(device_pk, names))
-        transaction.on_commit(lambda: ingest_counted(samples=len(samples), values=values))
+    latest_rows = [(device_pk, pk, db_ts, v) for pk, (_, db_ts, v) in newest.items()]
+    late = _late_range([ts for ts, _ in samples])
+    if batch_id is None and late is None and _fits_one_statement(rows):
+        # The common push (HOMEPOT's flat payload, a check's metrics): a single
+        # statement is atomic by itself, so no BEGIN and COMMIT round trips.
+        _samples_insert_one_statement(rows, latest_rows)
+    else:
+        with transaction.atomic():
+            if batch_id and not _record_batch(device_pk, batch_id, len(samples), values):
+                return IngestResult(batch_id, 0, 0, duplicate=True)
+            _insert_many(*_sample_insert(), rows)
+            _insert_many(*_latest_upsert(), latest_rows)
+            if late is not None:
+                RollupBacklog.objects.create(device_id=device_pk, start=late[0], end=late[1])
+    # Run now after the single statement, or once the surrounding transaction commits.
+    transaction.on_commit(lambda: _remember_names(device_pk, names))
+    transaction.on_commit(lambda: ingest_counted(samples=len(samples), values=values))
     return IngestResult(batch_id, len(samples), values)
 
 
-def _note_late_samples(device_pk: int, timestamps: list[datetime]) -> None:
-    """Samples older than what the next rollup run recomputes get their range
-    re-rolled by a backlog entry."""
+def _sample_insert() -> tuple[str, str]:
+    """Head and tail of the raw rows' INSERT; a sample stored before is kept as it was."""
+    return f"INSERT INTO {_table(Sample)} {_COLUMNS}", "ON CONFLICT DO NOTHING"
+
+
+def _latest_upsert() -> tuple[str, str]:
+    """Head and tail of the latest values' upsert: only a newer value replaces one
+    (samples may arrive out of order)."""
+    latest = _table(LatestValue)
+    return (
+        f"INSERT INTO {latest} {_COLUMNS}",
+        f"ON CONFLICT (device_id, metric_id) DO UPDATE SET ts = excluded.ts,"
+        f" value = excluded.value WHERE {latest}.ts < excluded.ts",
+    )
+
+
+_COLUMNS = "(device_id, metric_id, ts, value)"
+
+
+def _fits_one_statement(rows: list[tuple]) -> bool:
+    # SQLite has no INSERT inside WITH; big pushes go in chunks.
+    return connection.vendor == "postgresql" and 0 < len(rows) <= ROWS_PER_STATEMENT
+
+
+def _samples_insert_one_statement(rows: list[tuple], latest_rows: list[tuple]) -> None:
+    """Raw rows and latest values in one PostgreSQL statement (a data-modifying
+    WITH): both are stored or neither, in one round trip."""
+    (sample_head, sample_tail), (latest_head, latest_tail) = _sample_insert(), _latest_upsert()
+    sql = (
+        f"WITH raw AS ({sample_head} VALUES {_placeholders(len(rows))} {sample_tail})"
+        f" {latest_head} VALUES {_placeholders(len(latest_rows))} {latest_tail}"
+    )
+    params = [v for row in rows for v in row] + [v for row in latest_rows for v in row]
+    with connection.cursor() as cursor:
+        cursor.execute(sql, params)
+
+
+def _late_range(timestamps: list[datetime]) -> tuple[datetime, datetime] | None:
+    """The range to re-roll when samples are older than what the next rollup
+    run recomputes (a backlog entry); None when they are recent."""
     oldest = min(timestamps)
     if oldest < timezone.now() - timedelta(seconds=settings.TELEMETRY_ROLLUP_LOOKBACK_SECONDS):
-        RollupBacklog.objects.create(device_id=device_pk, start=oldest, end=max(timestamps))
+        return oldest, max(timestamps)
+    return None
 
 
 # --- Rollups ------------------------------------------------------------------------------------

@@ -2,7 +2,8 @@
 
 Targets (from the issues), measured in the same run, with many distinct
 devices and production bcrypt cost: authenticated heartbeats at least 50% of
-the trivial endpoint's rate, empty command polls at least 60%. Only the first
+the trivial endpoint's rate, empty command polls at least 60%, HOMEPOT's flat
+metrics push (six values, bench/flat_push.lua) at least 30%. Only the first
 request per key may pay bcrypt; an empty poll must not touch the database.
 
 What it does:
@@ -15,10 +16,12 @@ What it does:
 3. starts gunicorn (gthread) on a free port and warms up: one heartbeat per
    device, so every key has paid its one bcrypt check;
 4. restarts gunicorn (so PostgreSQL flushes the warm-up's statistics), then
-   runs wrk against ``GET /health``, ``POST /api/v1/devices/heartbeat`` and
-   ``GET /api/v1/devices/pending`` (nothing queued) alternately, with the
-   same duration and connections, and prints rates, ratios, latencies, error
-   counts and the database writes the measurement caused.
+   runs wrk against ``GET /health``, ``POST /api/v1/devices/heartbeat``,
+   ``GET /api/v1/devices/pending`` (nothing queued) and the flat push
+   ``POST /api/v1/analytics/device-metrics`` alternately, with the same
+   duration and connections, and prints rates, ratios, latencies, error
+   counts, the database writes the measurement caused, and whether every
+   value of every accepted push arrived as a row.
 
 It prints figures and PASS/FAIL against the target; it asserts nothing.
 
@@ -57,11 +60,14 @@ BENCH_DIR = Path(__file__).resolve().parent
 REPO_ROOT = BENCH_DIR.parent
 PYTHON = sys.executable
 HEARTBEAT_PATH = "/api/v1/devices/heartbeat"
-# Each device endpoint against GET /health: (label, wrk args after the credentials, target).
+# Each device endpoint against GET /health:
+# (label, wrk script, its args after the credentials, target ratio).
 DEVICE_ENDPOINTS = [
-    ("POST heartbeat", ["POST", "/api/v1/devices/heartbeat"], 0.5),
-    ("GET pending (empty)", ["GET", "/api/v1/devices/pending"], 0.6),
+    ("POST heartbeat", "device.lua", ["POST", "/api/v1/devices/heartbeat"], 0.5),
+    ("GET pending (empty)", "device.lua", ["GET", "/api/v1/devices/pending"], 0.6),
+    ("POST flat metrics (6)", "flat_push.lua", [], 0.3),
 ]
+FLAT_PUSH_SCRIPT, FLAT_PUSH_VALUES = "flat_push.lua", 6
 WATCHED_TABLES = ("devices_device", "devices_devicecredential", "devices_event")
 
 
@@ -204,6 +210,13 @@ def read_db_counters(database_url: str) -> DbCounters:
     )
 
 
+def count_samples(database_url: str) -> int:
+    """Raw telemetry rows; counted, not read from statistics (a partitioned
+    table keeps its statistics on the partitions)."""
+    with psycopg.connect(database_url, autocommit=True) as conn:
+        return conn.execute("SELECT count(*) FROM analytics_sample").fetchone()[0]
+
+
 def describe_db(delta: DbCounters) -> str:
     return (
         f"devices_device UPDATEs {delta.updates.get('devices_device', 0)}, "
@@ -229,6 +242,7 @@ class Server:
         self.args, self.env, self.log_path = args, env, log_path
         self.port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
+        self.runs: list[WrkResult] = []  # every wrk run against it
 
     @property
     def host(self) -> str:
@@ -409,6 +423,7 @@ def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
 @dataclass(frozen=True)
 class WrkResult:
     label: str
+    script: str
     requests: int
     duration_us: int
     status_errors: int  # wrk: "Non-2xx or 3xx responses"
@@ -446,8 +461,9 @@ def run_wrk(
     if result.returncode != 0 or marker is None:
         sys.exit(f"wrk failed ({result.returncode}) for {label}")
     data = json.loads(marker.removeprefix("WRK_JSON "))
-    return WrkResult(
+    result = WrkResult(
         label=label,
+        script=script,
         requests=data["requests"],
         duration_us=data["duration_us"],
         status_errors=data["status_errors"],
@@ -458,6 +474,8 @@ def run_wrk(
         p99_us=data["p99_us"],
         cpu=cpu,
     )
+    server.runs.append(result)  # also settling and discarded runs: they stored rows too
+    return result
 
 
 def is_uneven(result: WrkResult) -> bool:
@@ -494,6 +512,7 @@ def run_balanced(
 def combine(label: str, results: list[WrkResult]) -> WrkResult:
     return WrkResult(
         label=label,
+        script=results[0].script,
         requests=sum(r.requests for r in results),
         duration_us=sum(r.duration_us for r in results),
         status_errors=sum(r.status_errors for r in results),
@@ -549,6 +568,25 @@ def print_imbalance(rows: list[WrkResult]) -> None:
         )
 
 
+def print_flat_push_rows(runs: list[WrkResult], connections: int, before: int, after: int) -> None:
+    """Every accepted push (201) must have stored its values: none lost, none twice.
+
+    When wrk stops, up to one request per connection is still in flight: the
+    server stores it but wrk never counts its answer, so a few more rows may
+    arrive than wrk counted, never fewer."""
+    pushes = [r for r in runs if r.script == FLAT_PUSH_SCRIPT]
+    accepted = sum(r.requests - r.status_errors for r in pushes)
+    expected, stored = accepted * FLAT_PUSH_VALUES, after - before
+    in_flight = len(pushes) * connections * FLAT_PUSH_VALUES
+    ok = expected <= stored <= expected + in_flight and stored % FLAT_PUSH_VALUES == 0
+    print(
+        f"  flat push rows: {stored} stored, {expected} expected from {accepted} accepted "
+        f"pushes x {FLAT_PUSH_VALUES} values in {len(pushes)} runs (settling included; "
+        f"up to {in_flight} more from requests in flight at wrk's end)  "
+        + ("OK" if ok else "MISMATCH")
+    )
+
+
 def diagnose(host: str, pair: tuple[str, str]) -> None:
     status, body = http_request(host, "POST", HEARTBEAT_PATH, heartbeat_headers(*pair), "{}")
     print(f"  sample heartbeat for {pair[0]}: HTTP {status} {body[:300]!r}")
@@ -576,7 +614,7 @@ def measure(
 ) -> dict[str, list[WrkResult]]:
     """Alternate /health and each device endpoint, round after round."""
     scripts = {"GET /health": ("health.lua", [])} | {
-        label: ("device.lua", [str(credentials), *extra]) for label, extra, _ in DEVICE_ENDPOINTS
+        label: (script, [str(credentials), *extra]) for label, script, extra, _ in DEVICE_ENDPOINTS
     }
     if args.settle:  # discarded: first requests of each thread, connection pools
         for label, (script, script_args) in scripts.items():
@@ -610,6 +648,7 @@ def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
         server.stop()  # its PostgreSQL backends exit and flush their statistics
         time.sleep(1.0)
         after_warm = read_db_counters(args.database_url)
+        samples_before = count_samples(args.database_url)
         server.start()
         print(
             f"\nmeasuring: wrk {args.wrk_threads} threads, {args.connections} connections, "
@@ -621,6 +660,7 @@ def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
         server.stop()
         time.sleep(1.0)
         after_measure = read_db_counters(args.database_url)
+        samples_after = count_samples(args.database_url)
     except Exception:
         print(f"gunicorn log:\n{server.log_tail()}", file=sys.stderr)
         raise
@@ -635,19 +675,20 @@ def run(args: argparse.Namespace, wrk: str, workdir: Path) -> None:
         print("  all rounds:")
     print_table(list(combined.values()))
     print()
-    for label, _, target in DEVICE_ENDPOINTS:
+    for label, _, _, target in DEVICE_ENDPOINTS:
         print_verdict(combined["GET /health"], combined[label], target, warm_statuses)
     print_imbalance(every_run)
     measured = after_measure.minus(after_warm)
-    device_requests = sum(combined[label].requests for label, _, _ in DEVICE_ENDPOINTS)
+    device_requests = sum(combined[label].requests for label, *_ in DEVICE_ENDPOINTS)
     print(f"\n  database during warm-up:     {describe_db(after_warm.minus(before_warm))}")
     print(f"  database during measurement: {describe_db(measured)}")
     if device_requests:
         print(
-            "  database transactions per device request: "
+            "  database transactions per device request (heartbeats, polls, pushes together): "
             f"{measured.transactions / device_requests:.4f} over {device_requests} requests"
         )
-    if any(combined[label].status_errors for label, _, _ in DEVICE_ENDPOINTS):
+    print_flat_push_rows(server.runs, args.connections, samples_before, samples_after)
+    if any(combined[label].status_errors for label, *_ in DEVICE_ENDPOINTS):
         server.start()
         try:
             diagnose(server.host, pairs[0])
