@@ -592,6 +592,9 @@ class Agent:
         finally:
             poller.cancel()
             await asyncio.wait([poller], timeout=LONG_POLL_SLACK)
+
+    def settle(self) -> None:
+        """What stays in the spool at the end: sent without an answer (in doubt) or never sent."""
         for batch in self.spool:
             if batch.tried:
                 self.ledger.doubtful_values += batch.values
@@ -676,7 +679,8 @@ class Agent:
 
     async def drain_spool(self) -> None:
         """Oldest first; stop at the first failure (the rest waits for the next push)."""
-        while self.spool:
+        # A spool that grew while the server did not answer is not sent past the end.
+        while self.spool and time.time() < self.at(self.plan.run_seconds):
             batch = self.spool[0]
             batch.tried = True
             body = {"batch_id": batch.batch_id, "samples": batch.samples}
@@ -814,6 +818,8 @@ async def run_agents(
             recorder.outcome("agents stuck past the end", "cancelled")
             recorder.outcomes[("agents stuck past the end", "cancelled")] = len(stuck)
             await asyncio.wait(stuck, timeout=10)
+    for agent in agents:
+        agent.settle()
     return {agent.device_id: agent.ledger for agent in agents}
 
 
