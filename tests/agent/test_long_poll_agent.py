@@ -42,7 +42,13 @@ class Running:
         self.agent.wake()
         self.thread.join(timeout=15)
         assert not self.thread.is_alive(), "the agent's loop did not stop"
-        return time.monotonic() - started
+        seconds = time.monotonic() - started
+        # The loop left a poll still out behind (as a stopping process does); it
+        # must not reach the server while the next test sets its database up.
+        for thread in threading.enumerate():
+            if thread.name == "long-poll":
+                thread.join(timeout=15)
+        return seconds
 
 
 @pytest.fixture
