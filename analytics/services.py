@@ -209,10 +209,14 @@ def _samples_store(
             _insert_many(*_latest_upsert(), latest_rows)
             if late is not None:
                 RollupBacklog.objects.create(device_id=device_pk, start=late[0], end=late[1])
-    # Run now after the single statement, or once the surrounding transaction commits.
-    transaction.on_commit(lambda: _remember_names(device_pk, names))
-    transaction.on_commit(lambda: ingest_counted(samples=len(samples), values=values))
+    # Now after the single statement, or once the surrounding transaction commits.
+    transaction.on_commit(lambda: _ingest_committed(device_pk, names, len(samples), values))
     return IngestResult(batch_id, len(samples), values)
+
+
+def _ingest_committed(device_pk: int, names: set[str], samples: int, values: int) -> None:
+    _remember_names(device_pk, names)
+    ingest_counted(samples=samples, values=values)
 
 
 def _sample_insert() -> tuple[str, str]:

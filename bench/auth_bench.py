@@ -21,7 +21,9 @@ What it does:
    ``POST /api/v1/analytics/device-metrics`` alternately, with the same
    duration and connections, and prints rates, ratios, latencies, error
    counts, the database writes the measurement caused, and whether every
-   value of every accepted push arrived as a row.
+   value of every accepted push arrived as a row. It also prints the server's
+   CPU per request (gunicorn workers plus the bench database's PostgreSQL
+   backends), which depends much less than rates on what else the machine runs.
 
 It prints figures and PASS/FAIL against the target; it asserts nothing.
 
@@ -362,6 +364,7 @@ class CpuSample:
     machine_busy: int  # clock ticks, all CPUs
     machine_total: int
     workers: dict[int, int]  # gunicorn worker pid -> utime + stime ticks
+    database: dict[int, int]  # PostgreSQL backend pid (of the bench database) -> ticks
 
 
 def _machine_ticks() -> tuple[int, int]:
@@ -388,19 +391,42 @@ def child_pids(parent: int) -> list[int]:
     return sorted(children)
 
 
-def cpu_sample(worker_pids: list[int]) -> CpuSample:
-    busy, total = _machine_ticks()
-    workers = {}
-    for pid in worker_pids:
+def _ticks(pids: list[int]) -> dict[int, int]:
+    ticks = {}
+    for pid in pids:
         if stat := _process_stat(pid):
-            workers[pid] = int(stat[11]) + int(stat[12])  # utime, stime
-    return CpuSample(time.monotonic(), busy, total, workers)
+            ticks[pid] = int(stat[11]) + int(stat[12])  # utime, stime
+    return ticks
+
+
+def database_backends(database: str) -> list[int]:
+    """PostgreSQL backends connected to the bench database (found by their title)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                title = f.read(200)
+        except OSError:
+            continue
+        if title.startswith(b"postgres: ") and f" {database} ".encode() in title:
+            pids.append(int(entry))
+    return pids
+
+
+def cpu_sample(worker_pids: list[int], database: str | None = None) -> CpuSample:
+    busy, total = _machine_ticks()
+    backends = database_backends(database) if database else []
+    return CpuSample(time.monotonic(), busy, total, _ticks(worker_pids), _ticks(backends))
 
 
 @dataclass(frozen=True)
 class CpuUse:
     machine_busy: float  # fraction of all CPUs
     worker_cores: tuple[float, ...]  # cores used by each gunicorn worker, busiest first
+    # CPU seconds of the server side: gunicorn workers plus the bench database's backends
+    # (a backend that started during the run counts whole). Unlike rates, these hardly
+    # change with what else the machine runs.
+    server_seconds: float
 
 
 def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
@@ -411,9 +437,15 @@ def cpu_use(before: CpuSample, after: CpuSample) -> CpuUse:
         for pid in before.workers
         if pid in after.workers
     ]
+    spent = [
+        ticks - earlier.get(pid, 0)
+        for now, earlier in ((after.workers, before.workers), (after.database, before.database))
+        for pid, ticks in now.items()
+    ]
     return CpuUse(
         machine_busy=(after.machine_busy - before.machine_busy) / total,
         worker_cores=tuple(sorted(cores, reverse=True)),
+        server_seconds=sum(spent) / CLOCK_TICKS,
     )
 
 
@@ -431,10 +463,16 @@ class WrkResult:
     p50_us: int
     p99_us: int
     cpu: CpuUse | None = None
+    server_cpu_seconds: float = 0.0  # summed over rounds by combine()
 
     @property
     def rate(self) -> float:
         return self.requests / (self.duration_us / 1e6) if self.duration_us else 0.0
+
+    @property
+    def cpu_ms(self) -> float:
+        """Server CPU (workers + database backends) per request, in milliseconds."""
+        return self.server_cpu_seconds * 1000 / self.requests if self.requests else 0.0
 
 
 def run_wrk(
@@ -451,10 +489,10 @@ def run_wrk(
         "-d", f"{duration or args.duration}s", "--timeout", "10s", "--latency",
         "-s", str(BENCH_DIR / script), f"http://{server.host}", "--", *script_args,
     ]  # fmt: skip
-    workers = server.worker_pids()
-    before = cpu_sample(workers)
+    workers, database = server.worker_pids(), database_name(args.database_url)
+    before = cpu_sample(workers, database)
     result = subprocess.run(command, capture_output=True, text=True, check=False)
-    cpu = cpu_use(before, cpu_sample(workers))
+    cpu = cpu_use(before, cpu_sample(workers, database))
     if args.verbose or result.returncode != 0:
         print(result.stdout, result.stderr, sep="\n")
     marker = next((ln for ln in result.stdout.splitlines() if ln.startswith("WRK_JSON ")), None)
@@ -473,6 +511,7 @@ def run_wrk(
         p50_us=data["p50_us"],
         p99_us=data["p99_us"],
         cpu=cpu,
+        server_cpu_seconds=cpu.server_seconds,
     )
     server.runs.append(result)  # also settling and discarded runs: they stored rows too
     return result
@@ -520,6 +559,7 @@ def combine(label: str, results: list[WrkResult]) -> WrkResult:
         p50_us=max(r.p50_us for r in results),  # worst round: percentiles do not add up
         p99_us=max(r.p99_us for r in results),
         cpu=None,
+        server_cpu_seconds=sum(r.server_cpu_seconds for r in results),
     )
 
 
@@ -528,7 +568,7 @@ def combine(label: str, results: list[WrkResult]) -> WrkResult:
 
 def print_table(rows: list[WrkResult]) -> None:
     header = f"{'endpoint':<28}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'non-2xx':>9}"
-    print(f"  {header}{'sock err':>10}  {'cpu busy':>8}  worker cores")
+    print(f"  {header}{'sock err':>10}{'cpu ms/req':>12}  {'cpu busy':>8}  worker cores")
     for r in rows:
         cpu = ""
         if r.cpu is not None:
@@ -536,7 +576,7 @@ def print_table(rows: list[WrkResult]) -> None:
             cpu = f"  {r.cpu.machine_busy:>8.0%}  {split}"
         print(
             f"  {r.label:<28}{r.rate:>10.1f}{r.p50_us / 1000:>9.2f}{r.p99_us / 1000:>9.2f}"
-            f"{r.status_errors:>9}{r.socket_errors:>10}{cpu}"
+            f"{r.status_errors:>9}{r.socket_errors:>10}{r.cpu_ms:>12.3f}{cpu}"
         )
 
 
@@ -555,6 +595,12 @@ def print_verdict(
     if problems:
         verdict = "INVALID benchmark: " + "; ".join(problems)
     print(f"  ratio {endpoint.label} / health: {ratio:.3f}  (target >= {target:.2f})  {verdict}")
+    if endpoint.cpu_ms:
+        print(
+            f"    server CPU per request: {endpoint.cpu_ms:.3f} ms vs {health.cpu_ms:.3f} ms "
+            f"(health/endpoint {health.cpu_ms / endpoint.cpu_ms:.3f}: the ratio if server CPU "
+            "were the only limit)"
+        )
 
 
 def print_imbalance(rows: list[WrkResult]) -> None:
