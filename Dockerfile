@@ -55,5 +55,6 @@ HEALTHCHECK --interval=30s --timeout=5s --start-period=20s --retries=3 \
 # sh -c so ${WEB_CONCURRENCY} is read at start-up; exec so gunicorn is PID 1 and gets SIGTERM.
 # homepot.asgi: Django in a thread pool (WEB_THREADS per worker), long polls waiting in
 # each worker's event loop. A graceful stop outlasts the longest long poll (30 s);
-# the backlog takes a fleet reconnecting at once.
-CMD ["sh", "-c", "exec gunicorn homepot.asgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class homepot.web_worker.Worker --graceful-timeout 40 --backlog 4096 --access-logfile -"]
+# the backlog takes a fleet reconnecting at once; agents' connections are kept
+# between heartbeats (60 s) instead of gunicorn's 2 s.
+CMD ["sh", "-c", "exec gunicorn homepot.asgi:application --bind 0.0.0.0:8000 --workers ${WEB_CONCURRENCY:-3} --worker-class homepot.web_worker.Worker --graceful-timeout 40 --backlog 4096 --keep-alive 75 --access-logfile -"]

@@ -60,6 +60,7 @@ def node_start(log: Path, **extra: str) -> WebNode:
     command = [sys.executable, "-m", "gunicorn", "homepot.asgi:application"]
     command += ["--bind", f"127.0.0.1:{port}", "--workers", "1"]
     command += ["--worker-class", "homepot.web_worker.Worker", "--graceful-timeout", "5"]
+    command += ["--keep-alive", "75"]  # as the image runs it
     with log.open("ab") as out:
         process = subprocess.Popen(
             command,
