@@ -28,7 +28,9 @@ so agents fall back to plain polling.
 """
 
 import asyncio
+import json
 import logging
+import random
 from collections.abc import Awaitable, Callable, Iterable
 from typing import Any
 from urllib.parse import parse_qsl
@@ -55,8 +57,13 @@ ADVERT_HEADER = "X-Long-Poll-Max"
 MODE_HEADER = "X-Homepot-Long-Poll"  # request: "first" or "recheck"
 WAKE_HEADER = "X-Homepot-Wake"  # response: the scopes that wake this device
 MARKER_HEADER = "X-Homepot-Marker"  # response: the Redis key of its queue marker
-# Without the subscription, a waiting poll reads its queue marker this often.
+# Liveness probes are answered even when requests are shed.
+UNSHED_PATHS = frozenset({"/health"})
+# Without the subscription (or when its marker cannot be read), a waiting poll
+# reads its queue marker this often.
 MARKER_POLL_SECONDS = 1.0
+# Redis connections per process for reading queue markers.
+MARKER_CONNECTIONS = 20
 # The name of each process's wake-up subscription in Redis's CLIENT LIST.
 SUBSCRIBER_NAME = "homepot-long-poll"
 _INTERNAL = {name.lower().encode() for name in (MODE_HEADER, WAKE_HEADER, MARKER_HEADER)}
@@ -71,9 +78,16 @@ class WakeHub:
         self._waiting = 0
         self._alive = False
         self._task: asyncio.Task | None = None
-        self._client = aioredis.Redis.from_url(
-            redis_url, socket_connect_timeout=2, socket_timeout=2
+        # Thousands of polls may read their marker at once: they queue for a few
+        # connections rather than open one each (or fail past a pool's limit).
+        pool = aioredis.BlockingConnectionPool.from_url(
+            redis_url,
+            max_connections=MARKER_CONNECTIONS,
+            timeout=2,
+            socket_connect_timeout=2,
+            socket_timeout=2,
         )
+        self._client = aioredis.Redis(connection_pool=pool)
 
     @property
     def alive(self) -> bool:
@@ -110,13 +124,13 @@ class WakeHub:
                     del self._waiters[scope]
         self._waiting -= 1
 
-    async def marker_set(self, key: str) -> bool:
-        """Whether the queue marker is set; True when Redis cannot tell (look again)."""
+    async def marker_set(self, key: str) -> bool | None:
+        """Whether the queue marker is set; None when Redis cannot tell now."""
         try:
             return bool(await self._client.exists(key))
         except (aioredis.RedisError, OSError) as exc:
             logger.warning("long poll: cannot read the queue marker: %s", exc)
-            return True
+            return None
 
     def _wake(self, scope: str) -> None:
         for event in self._waiters.get(scope, ()):
@@ -219,6 +233,18 @@ def _request_with_mode(scope: Scope, mode: str | None) -> Scope:
     return {**scope, "headers": headers}
 
 
+async def _send_busy(send: Send) -> None:
+    body = json.dumps({"detail": "The server is busy; try again shortly.", "code": "server_busy"})
+    headers = [
+        (b"content-type", b"application/json"),
+        # Spread over a few seconds, so the fleet does not come back at once.
+        (b"retry-after", str(random.randint(1, 5)).encode()),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 503, "headers": headers})
+    await send({"type": "http.response.body", "body": body.encode()})
+
+
 async def _empty_body() -> Message:
     return {"type": "http.request", "body": b"", "more_body": False}
 
@@ -240,15 +266,17 @@ async def _wait_for_news(
     """
     loop = asyncio.get_running_loop()
     while True:
-        if await hub.marker_set(marker):
+        marker_set = await hub.marker_set(marker)
+        if marker_set:
             return "news"
         remaining = deadline - loop.time()
         if remaining <= 0:
             return "no news"
+        trusted = hub.alive and marker_set is not None
         woken = loop.create_task(event.wait())
         await asyncio.wait(
             {woken, hung_up},
-            timeout=remaining if hub.alive else min(remaining, MARKER_POLL_SECONDS),
+            timeout=remaining if trusted else min(remaining, MARKER_POLL_SECONDS),
             return_when=asyncio.FIRST_COMPLETED,
         )
         woken.cancel()
@@ -265,6 +293,23 @@ class LongPollRouter:
         self._app = app
         self._redis_url = redis_url
         self._hub: WakeHub | None = None
+        self._admitted = 0  # requests running in, or queued for, Django's threads
+
+    async def _django(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """Run the request in Django, unless too many already wait for its threads.
+
+        Beyond WEB_MAX_QUEUED the answer is an immediate 503 with Retry-After:
+        an overloaded server that queued everything would answer requests long
+        after their clients gave up (and claim commands for agents that left).
+        """
+        if self._admitted >= settings.WEB_MAX_QUEUED and scope["path"] not in UNSHED_PATHS:
+            await _send_busy(send)
+            return
+        self._admitted += 1
+        try:
+            await self._app(scope, receive, send)
+        finally:
+            self._admitted -= 1
 
     def _started_hub(self) -> WakeHub | None:
         if self._redis_url is None:
@@ -297,11 +342,11 @@ class LongPollRouter:
                 message = _with_headers(message, advert)
             await send(message)
 
-        await self._app(_request_with_mode(scope, None), receive, send_advertised)
+        await self._django(_request_with_mode(scope, None), receive, send_advertised)
 
     async def _run(self, scope: Scope, mode: str) -> CapturedResponse:
         captured = CapturedResponse()
-        await self._app(_request_with_mode(scope, mode), _empty_body, captured.send)
+        await self._django(_request_with_mode(scope, mode), _empty_body, captured.send)
         return captured
 
     async def _long_poll(
@@ -312,7 +357,7 @@ class LongPollRouter:
         response = await self._run(scope, "first")
         hung_up = loop.create_task(_hung_up(receive))
         try:
-            while (wake := response.header(WAKE_HEADER)) is not None:
+            while (wake := response.header(WAKE_HEADER)) is not None and loop.time() < deadline:
                 scopes = wake.split()
                 event = hub.register(scopes)
                 try:

@@ -237,6 +237,9 @@ LONG_POLL_MAX_WAITERS = env_int("LONG_POLL_MAX_WAITERS", 20_000, minimum=0)
 # Threads per web process answering Django requests under homepot.asgi (each may
 # hold a database connection).
 WEB_THREADS = env_int("WEB_THREADS", 4, minimum=1)
+# Requests one web process holds for those threads at most; beyond, 503 server_busy
+# with Retry-After at once (an overloaded server answers fast rather than late).
+WEB_MAX_QUEUED = env_int("WEB_MAX_QUEUED", 200, minimum=0)
 # The beat sweep moves at most this many commands per statement (it repeats until done).
 COMMAND_SWEEP_BATCH = env_int("COMMAND_SWEEP_BATCH", 500, minimum=1)
 

@@ -5,7 +5,9 @@ one is seen by an agent waiting on the other. The nodes grant at most 5 s
 (LONG_POLL_MAX_SECONDS=5) so the waiting tests stay short.
 """
 
+import asyncio
 import os
+import socket
 import threading
 import time
 from collections.abc import Callable
@@ -14,6 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 import redis
 import requests
+from django.db import connection
 
 from commands.models import Command, Status
 from homepot.longpoll import (
@@ -22,6 +25,8 @@ from homepot.longpoll import (
     MODE_HEADER,
     SUBSCRIBER_NAME,
     WAKE_HEADER,
+    WakeHub,
+    _wait_for_news,
 )
 from tests.conftest import Agent
 from tests.web_nodes import WebNode, node_start
@@ -232,3 +237,46 @@ def test_beyond_its_waiter_limit_a_node_answers_polls_at_once(web_nodes, agent, 
         assert time.monotonic() - started < 4
     finally:
         node.stop()
+
+
+def test_past_its_queue_limit_a_node_sheds_requests_with_a_json_503(agent, tmp_path) -> None:
+    if connection.vendor != "postgresql" or not os.environ.get("REDIS_URL"):
+        pytest.skip("web nodes need the test database on PostgreSQL and Redis")
+    node = node_start(tmp_path / "shedding-node.log", WEB_MAX_QUEUED="0")
+    try:
+        response = poll(node, agent, "?wait=5")
+        assert response.status_code == 503
+        assert response.json()["code"] == "server_busy"
+        assert 1 <= int(response.headers["Retry-After"]) <= 5
+        # Liveness is still answered.
+        assert requests.get(f"{node.url}/health", timeout=10).status_code == 200
+    finally:
+        node.stop()
+
+
+def test_a_poll_that_cannot_read_its_marker_waits_instead_of_spinning() -> None:
+    with socket.socket() as probe:  # a port nobody listens on: every read fails
+        probe.bind(("127.0.0.1", 0))
+        hub = WakeHub(f"redis://127.0.0.1:{probe.getsockname()[1]}/0")
+        reads = 0
+        real_read = hub.marker_set
+
+        async def counted_read(key: str) -> bool | None:
+            nonlocal reads
+            reads += 1
+            return await real_read(key)
+
+        hub.marker_set = counted_read
+
+        async def wait() -> str:
+            loop = asyncio.get_running_loop()
+            never = loop.create_task(asyncio.Event().wait())
+            try:
+                return await _wait_for_news(
+                    hub, asyncio.Event(), "cmdq:1", never, loop.time() + 2.5
+                )
+            finally:
+                never.cancel()
+
+        assert asyncio.run(wait()) == "no news"
+    assert 2 <= reads <= 5  # about one a second, not a busy loop
