@@ -312,6 +312,7 @@ class Server:
             "--worker-class", "homepot.web_worker.Worker",
             "--backlog", str(self.args.backlog),
             "--graceful-timeout", "10",
+            "--keep-alive", "75",  # as the image runs it
             "--log-level", "warning",
         ]  # fmt: skip
         with self.log_path.open("ab") as log:
