@@ -102,6 +102,12 @@ def parse_args() -> argparse.Namespace:
     )
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--worker-class", default="gthread", help="gunicorn worker class")
+    parser.add_argument(
+        "--asgi",
+        action="store_true",
+        help="serve homepot.asgi with homepot.web_worker.Worker, as the image does "
+        "(--gunicorn-threads becomes WEB_THREADS)",
+    )
     parser.add_argument("--gunicorn-threads", type=int, default=4, help="threads per worker")
     parser.add_argument("--bcrypt-rounds", type=int, default=12, help="DEVICE_KEY_BCRYPT_ROUNDS")
     parser.add_argument(
@@ -163,6 +169,7 @@ def server_environment(args: argparse.Namespace) -> dict[str, str]:
         DEVICE_KEY_BCRYPT_ROUNDS=str(args.bcrypt_rounds),
         LOG_LEVEL="WARNING",
         PYTHONUNBUFFERED="1",
+        WEB_THREADS=str(args.gunicorn_threads),
     )
     return env
 
@@ -259,6 +266,10 @@ class Server:
             "--threads", str(self.args.gunicorn_threads),
             "--log-level", "warning",
         ]  # fmt: skip
+        if self.args.asgi:  # as the image runs it: WEB_THREADS is set in the environment
+            command[3] = "homepot.asgi:application"
+            command[command.index("--worker-class") + 1] = "homepot.web_worker.Worker"
+            command += ["--keep-alive", "75"]
         log = self.log_path.open("ab")
         self.process = subprocess.Popen(
             command, cwd=REPO_ROOT, env=self.env, stdout=log, stderr=log, start_new_session=True
