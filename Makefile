@@ -57,6 +57,10 @@ bench: install
 	$(BIN)/python bench/ssh_bench.py
 	$(BIN)/python bench/alert_bench.py
 	$(BIN)/python bench/dashboard_bench.py
+	$(BIN)/python bench/longpoll_latency.py
+	$(BIN)/python bench/cold_start_bench.py
+	$(BIN)/python bench/partition_bench.py
+	$(BIN)/python bench/fleet_soak.py --agents 500 --seconds 60
 
 # PNGs of the dashboard, a device page and a thermal view from a seeded demo, in Chromium.
 screenshots: install
