@@ -102,7 +102,7 @@ class Device(models.Model):
 
 
 class DeviceCredential(models.Model):
-    """One API key of a device: its public id and the bcrypt hash of its secret."""
+    """One API key of a device: its public id and the keyed hash of its secret (devices/keys.py)."""
 
     device = models.ForeignKey(Device, on_delete=models.CASCADE, related_name="credentials")
     key_id = models.CharField(max_length=16, unique=True)
@@ -111,7 +111,7 @@ class DeviceCredential(models.Model):
     created_by = models.ForeignKey(
         settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.SET_NULL
     )
-    # Updated when the key pays a full bcrypt check, so accurate to the auth cache period.
+    # Updated when the key is checked against its stored hash, so accurate to the auth cache period.
     last_used_at = models.DateTimeField(null=True, blank=True)
     # Set on agent-initiated rotation: the old key keeps working until then.
     expires_at = models.DateTimeField(null=True, blank=True)

@@ -45,7 +45,7 @@ def test_the_poll_interval_is_shorter_while_work_flows(client, agent, enqueue, s
 
 
 def test_an_empty_poll_touches_no_database(client, agent, django_assert_num_queries):
-    poll(client, agent)  # pays bcrypt and the presence write once
+    poll(client, agent)  # checks the key against its hash and writes presence once
 
     with django_assert_num_queries(0):
         for _ in range(3):
