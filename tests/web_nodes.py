@@ -70,7 +70,11 @@ def node_start(log: Path, **extra: str) -> WebNode:
             start_new_session=True,
         )
     node = WebNode(url=f"http://127.0.0.1:{port}", process=process, log=log)
-    _wait_until_long_polling(node)
+    try:
+        _wait_until_long_polling(node)
+    except BaseException:
+        node.stop()  # never leave a node running behind a failed start
+        raise
     return node
 
 
@@ -87,7 +91,6 @@ def _wait_until_long_polling(node: WebNode, timeout: float = 60.0) -> None:
         except requests.RequestException:
             pass
         time.sleep(0.2)
-    node.stop()
     raise AssertionError(f"web node did not start long-polling:\n{node.log_tail()}")
 
 
