@@ -6,7 +6,6 @@ several nodes behave as one.
 """
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +20,7 @@ import requests
 from django.db import connection
 
 from homepot.longpoll import ADVERT_HEADER
+from tests.test_ssh_runner import worker_stop
 
 
 def free_port() -> int:
@@ -40,12 +40,7 @@ class WebNode:
 
     def stop(self) -> None:
         if self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
-            try:
-                self.process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
+            worker_stop(self.process)  # the same SIGTERM, then SIGKILL, of its process group
 
 
 def node_environment(**extra: str) -> dict[str, str]:
